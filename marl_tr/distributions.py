@@ -1,0 +1,200 @@
+"""Batched action distributions: light parameter containers with the calculus solvers need.
+
+A distribution holds one policy output per state (batch dimension ``B``). Besides sampling
+and log-probabilities it exposes its parameters as a tuple of tensors (``params()``) and the
+gradient of ``log p(a)`` in those parameters (``log_prob_grad``). Solvers work in this
+*distribution-parameter* space and map to network parameters through the policy's
+Jacobian products, which keeps the paper's game free of autograd on the hot path.
+
+Shapes:
+    DiagGaussian: mean, std ``[B, d]``; actions ``[B, d]`` (float).
+    Categorical:  logits ``[B, K]``;    actions ``[B]`` (int64).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+__all__ = ["ActionDistribution", "Categorical", "DiagGaussian", "Params"]
+
+Params = tuple[Tensor, ...]
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class ActionDistribution(ABC):
+    """A batch of action distributions, one per state."""
+
+    kind: ClassVar[str]  # "continuous" or "discrete"
+    param_names: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def params(self) -> Params:
+        """The parameter tensors, in ``param_names`` order, each with leading dim ``B``."""
+
+    @classmethod
+    def from_params(cls, params: Params) -> ActionDistribution:
+        """Rebuild a distribution from ``params()`` output."""
+        return cls(*params)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.params()[0].shape[0])
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """Shape of one parameter row (``(d,)`` for a Gaussian, ``(K,)`` for a categorical)."""
+        return tuple(self.params()[0].shape[1:])
+
+    @abstractmethod
+    def log_prob(self, actions: Tensor) -> Tensor:
+        """``log p(a)`` per state, ``[B]`` (summed over action dimensions)."""
+
+    @abstractmethod
+    def log_prob_grad(self, actions: Tensor) -> Params:
+        """``d log p(a) / d params`` per state, shaped like ``params()`` (analytic)."""
+
+    @abstractmethod
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        """One action per state."""
+
+    @abstractmethod
+    def entropy(self) -> Tensor:
+        """Differential or discrete entropy per state, ``[B]``."""
+
+    @abstractmethod
+    def mode(self) -> Tensor:
+        """The most likely action per state (deterministic evaluation)."""
+
+    def detach(self) -> ActionDistribution:
+        return self.from_params(tuple(p.detach() for p in self.params()))
+
+    def expand_to(self, batch_size: int) -> ActionDistribution:
+        """Broadcast a batch-1 distribution to ``batch_size`` rows (no copy)."""
+        params = self.params()
+        if params[0].shape[0] == batch_size:
+            return self
+        return self.from_params(tuple(p.expand(batch_size, *p.shape[1:]) for p in params))
+
+    def check_compatible(self, other: ActionDistribution, what: str = "distributions") -> None:
+        """Raise ``ValueError`` unless ``other`` has the same type and parameter shapes."""
+        if type(self) is not type(other):
+            raise ValueError(
+                f"Cannot compare {what} of different kinds: {type(self).__name__} and "
+                f"{type(other).__name__}"
+            )
+        for name, a, b in zip(self.param_names, self.params(), other.params()):
+            if a.shape != b.shape:
+                raise ValueError(
+                    f"Mismatched {what}: {name} has shape {tuple(a.shape)} and "
+                    f"{tuple(b.shape)}"
+                )
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(
+            f"{n}={tuple(p.shape)}" for n, p in zip(self.param_names, self.params())
+        )
+        return f"{type(self).__name__}({shapes})"
+
+
+class DiagGaussian(ActionDistribution):
+    """Product of independent normals ``N(mean_k, std_k^2)`` per state.
+
+    Args:
+        mean: ``[B, d]``.
+        std: ``[B, d]``, positive.
+    """
+
+    kind = "continuous"
+    param_names = ("mean", "std")
+
+    def __init__(self, mean: Tensor, std: Tensor) -> None:
+        if mean.dim() != 2 or mean.shape != std.shape:
+            raise ValueError(
+                f"DiagGaussian needs mean and std of the same shape [B, d], got "
+                f"{tuple(mean.shape)} and {tuple(std.shape)}"
+            )
+        self.mean = mean
+        self.std = std
+
+    def params(self) -> Params:
+        return (self.mean, self.std)
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        z = (actions - self.mean) / self.std
+        return (-0.5 * z * z - torch.log(self.std) - _HALF_LOG_2PI).sum(-1)
+
+    def log_prob_grad(self, actions: Tensor) -> Params:
+        z = (actions - self.mean) / self.std
+        return (z / self.std, (z * z - 1.0) / self.std)
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        noise = torch.randn(
+            self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device
+        )
+        return self.mean + self.std * noise
+
+    def entropy(self) -> Tensor:
+        return (0.5 + _HALF_LOG_2PI + torch.log(self.std)).sum(-1)
+
+    def mode(self) -> Tensor:
+        return self.mean
+
+
+class Categorical(ActionDistribution):
+    """Categorical over ``K`` actions ``0..K-1`` per state.
+
+    Args:
+        logits: ``[B, K]`` unnormalised log-probabilities.
+    """
+
+    kind = "discrete"
+    param_names = ("logits",)
+
+    def __init__(self, logits: Tensor) -> None:
+        if logits.dim() != 2:
+            raise ValueError(f"Categorical needs logits of shape [B, K], got {tuple(logits.shape)}")
+        self.logits = logits
+        self._log_probs: Tensor | None = None
+
+    @classmethod
+    def from_probs(cls, probs: Tensor) -> Categorical:
+        return cls(torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny)))
+
+    def params(self) -> Params:
+        return (self.logits,)
+
+    @property
+    def log_probs(self) -> Tensor:
+        """Normalised log-probabilities ``[B, K]``."""
+        if self._log_probs is None:
+            self._log_probs = torch.log_softmax(self.logits, dim=-1)
+        return self._log_probs
+
+    @property
+    def probs(self) -> Tensor:
+        return self.log_probs.exp()
+
+    @property
+    def num_actions(self) -> int:
+        return int(self.logits.shape[-1])
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        return self.log_probs.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
+
+    def log_prob_grad(self, actions: Tensor) -> Params:
+        onehot = torch.nn.functional.one_hot(actions.long().reshape(-1), self.num_actions)
+        return (onehot.to(self.logits.dtype) - self.probs,)
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        return torch.multinomial(self.probs, 1, generator=generator).squeeze(-1)
+
+    def entropy(self) -> Tensor:
+        return -(self.probs * self.log_probs).sum(-1)
+
+    def mode(self) -> Tensor:
+        return self.logits.argmax(-1)

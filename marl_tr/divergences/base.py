@@ -1,0 +1,118 @@
+"""The divergence interface: what a trust region measures between an old and a new policy.
+
+A divergence compares an agent's old and new action distributions state by state:
+``D(old, new) -> [B]``, differentiable in the parameters of ``new``. Beyond the value it
+offers the two derivatives solvers need, both in *distribution-parameter* space (see
+``marl_tr.distributions``):
+
+- ``grad_new(old, new)``: ``dD/d(new params)`` per state (primal-dual steps);
+- ``hvp(old, tangent)``: the Hessian of ``D(old, .)`` at ``new = old`` applied to a
+  tangent, per state (natural-gradient steps; only where ``smooth_at_identity``).
+
+Both default to autograd; closed forms override them for speed. Capability flags are class
+attributes so that solvers and schedulers can refuse a pairing at config time.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from marl_tr.distributions import ActionDistribution, Params
+from marl_tr.registry import Plugin, Registry
+
+__all__ = ["DIVERGENCES", "Divergence"]
+
+
+class Divergence(Plugin, ABC):
+    """``D(old, new)`` between batched action distributions.
+
+    Capability flags (class attributes):
+        supports_continuous / supports_discrete: which action spaces it handles.
+        symmetric: ``D(p, q) == D(q, p)``.
+        is_metric: a true metric (symmetric, triangle inequality, zero only at identity).
+        smooth_at_identity: twice differentiable at ``new == old`` with a zero gradient
+            there, so that a Fisher-style Hessian exists (natural-gradient solvers).
+        closed_form: exact without sampling or quadrature.
+    """
+
+    supports_continuous: ClassVar[bool] = True
+    supports_discrete: ClassVar[bool] = False
+    symmetric: ClassVar[bool] = False
+    is_metric: ClassVar[bool] = False
+    smooth_at_identity: ClassVar[bool] = False
+    closed_form: ClassVar[bool] = False
+
+    # -- value --------------------------------------------------------------------------
+    def __call__(self, old: ActionDistribution, new: ActionDistribution) -> Tensor:
+        """``D(old, new)`` per state, ``[B]``. Checks kinds and shapes first."""
+        self.check(old, new)
+        return self.compute(old, new)
+
+    @abstractmethod
+    def compute(self, old: ActionDistribution, new: ActionDistribution) -> Tensor:
+        """``D(old, new)`` per state, ``[B]``, without argument checks."""
+
+    def mean(self, old: ActionDistribution, new: ActionDistribution) -> Tensor:
+        """``E_s[D(old, new)]`` over the batch: the trust-region constraint's left side."""
+        return self(old, new).mean()
+
+    def supports(self, dist: ActionDistribution) -> bool:
+        """Whether this divergence handles ``dist``'s kind of action space."""
+        if dist.kind == "continuous":
+            return self.supports_continuous
+        if dist.kind == "discrete":
+            return self.supports_discrete
+        return False
+
+    def check(self, old: ActionDistribution, new: ActionDistribution) -> None:
+        """Raise ``ValueError`` for an unsupported kind or mismatched shapes."""
+        if not self.supports(old):
+            raise ValueError(
+                f"{self!r} does not support {old.kind} actions ({type(old).__name__}); "
+                f"it supports {self.supported_kinds()}"
+            )
+        old.check_compatible(new, what=f"distributions for {type(self).__name__}")
+
+    @classmethod
+    def supported_kinds(cls) -> str:
+        kinds = [k for k, ok in (("continuous", cls.supports_continuous),
+                                 ("discrete", cls.supports_discrete)) if ok]
+        return " and ".join(kinds) or "nothing"
+
+    # -- derivatives in distribution-parameter space ------------------------------------
+    def grad_new(self, old: ActionDistribution, new: ActionDistribution) -> Params:
+        """``dD(old, new)/d(new params)`` per state, shaped like ``new.params()``.
+
+        Default: autograd on ``compute``. Override with a closed form where one exists.
+        """
+        self.check(old, new)
+        with torch.enable_grad():
+            leaves = tuple(p.detach().requires_grad_(True) for p in new.params())
+            value = self.compute(old.detach(), type(new).from_params(leaves)).sum()
+            return torch.autograd.grad(value, leaves)
+
+    def hvp(self, old: ActionDistribution, tangent: Params) -> Params:
+        """Hessian of ``D(old, .)`` at ``old`` applied to ``tangent``, per state.
+
+        ``tangent`` is shaped like ``old.params()``. Only for ``smooth_at_identity``
+        divergences; default: double-backward autograd.
+        """
+        if not self.smooth_at_identity:
+            raise NotImplementedError(
+                f"{type(self).__name__} is not smooth at identity: it has no Hessian there "
+                "(use a solver that does not need one, e.g. 'primal_dual')"
+            )
+        with torch.enable_grad():
+            base = old.detach()
+            leaves = tuple(p.detach().clone().requires_grad_(True) for p in base.params())
+            value = self.compute(base, type(old).from_params(leaves)).sum()
+            grads = torch.autograd.grad(value, leaves, create_graph=True)
+            dot = sum((g * t.detach()).sum() for g, t in zip(grads, tangent))
+            return torch.autograd.grad(dot, leaves)
+
+
+DIVERGENCES: Registry[Divergence] = Registry("divergence", Divergence)
