@@ -116,11 +116,9 @@ def split_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def accepted_keywords(cls: type) -> list[str]:
-    """The keyword arguments a class's constructor accepts (sorted)."""
+    """The keyword arguments a class's constructor accepts, in signature order."""
     params = inspect.signature(cls).parameters.values()
-    return sorted(
-        p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    )
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def _takes_var_kwargs(cls: type) -> bool:
@@ -282,7 +280,7 @@ class Registry(Generic[T]):
 
     def instantiate(self, cls: type, kwargs: dict[str, Any], label: str) -> T:
         """Instantiate ``cls(**kwargs)`` with messages that list the accepted keywords."""
-        accepted = accepted_keywords(cls)
+        accepted = sorted(accepted_keywords(cls))
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown and not _takes_var_kwargs(cls):
             raise ValueError(

@@ -126,21 +126,21 @@ class RadiusScheduler(Plugin, ABC):
 
     uses: ClassVar[frozenset[str]] = frozenset()
 
-    def reset(self, n_agents: int) -> None:  # noqa: B027 - optional hook
+    def reset(self, n_agents: int) -> None:
         """Called once at the start of a run."""
 
     @abstractmethod
     def radii(self, ctx: RadiusContext) -> np.ndarray:
         """``delta`` per agent, ``[n]`` float64, each finite and > 0."""
 
-    def check_divergence(self, divergence: Divergence) -> None:  # noqa: B027 - optional hook
+    def check_divergence(self, divergence: Divergence) -> None:
         """Raise ``ValueError`` if this scheduler cannot work with the loop's divergence."""
 
     def state_dict(self) -> dict[str, Any]:
         """Mutable state for checkpoints (empty for memoryless schedulers)."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
 
 
