@@ -37,6 +37,8 @@ class Divergence(Plugin, ABC):
         smooth_at_identity: twice differentiable at ``new == old`` with a zero gradient
             there, so that a Fisher-style Hessian exists (natural-gradient solvers).
         closed_form: exact without sampling or quadrature.
+        supported_distributions: the distribution classes the formulas handle; empty means
+            any distribution of a supported kind. ``check_supported`` enforces it.
     """
 
     supports_continuous: ClassVar[bool] = True
@@ -45,6 +47,7 @@ class Divergence(Plugin, ABC):
     is_metric: ClassVar[bool] = False
     smooth_at_identity: ClassVar[bool] = False
     closed_form: ClassVar[bool] = False
+    supported_distributions: ClassVar[tuple[type[ActionDistribution], ...]] = ()
 
     # -- value --------------------------------------------------------------------------
     def __call__(self, old: ActionDistribution, new: ActionDistribution) -> Tensor:
@@ -69,13 +72,27 @@ class Divergence(Plugin, ABC):
         return False
 
     def check(self, old: ActionDistribution, new: ActionDistribution) -> None:
-        """Raise ``ValueError`` for an unsupported kind or mismatched shapes."""
-        if not self.supports(old):
+        """Raise ``ValueError`` for an unsupported distribution or mismatched shapes."""
+        self.check_supported(old)
+        old.check_compatible(new, what=f"distributions for {type(self).__name__}")
+
+    def check_supported(self, dist: ActionDistribution) -> None:
+        """Raise ``ValueError`` unless this divergence can evaluate ``dist``'s kind and type.
+
+        Subclasses with further limits (an action dimension, an option that has no formula
+        for some input) extend it and call ``super().check_supported(dist)`` first.
+        """
+        if not self.supports(dist):
             raise ValueError(
-                f"{self!r} does not support {old.kind} actions ({type(old).__name__}); "
+                f"{self!r} does not support {dist.kind} actions ({type(dist).__name__}); "
                 f"it supports {self.supported_kinds()}"
             )
-        old.check_compatible(new, what=f"distributions for {type(self).__name__}")
+        allowed = self.supported_distributions
+        if allowed and not isinstance(dist, allowed):
+            names = ", ".join(cls.__name__ for cls in allowed)
+            raise ValueError(
+                f"{self!r} has no formula for {type(dist).__name__}; it handles {names}"
+            )
 
     @classmethod
     def supported_kinds(cls) -> str:
