@@ -121,6 +121,12 @@ def accepted_keywords(cls: type) -> list[str]:
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
+def _is_import_target(name: str) -> bool:
+    """Whether ``name`` has the form ``module[.sub...]:Class`` (a module path to import)."""
+    module, sep, attr = name.strip().partition(":")
+    return bool(sep) and attr.isidentifier() and all(p.isidentifier() for p in module.split("."))
+
+
 def _takes_var_kwargs(cls: type) -> bool:
     return any(
         p.kind is p.VAR_KEYWORD for p in inspect.signature(cls).parameters.values()
@@ -212,7 +218,13 @@ class Registry(Generic[T]):
             key = self._aliases[key]
         if key in self._classes:
             return self._classes[key]
-        if ":" in name and "." in name.partition(":")[0]:
+        if _is_import_target(name):
+            head, _, rest = name.strip().partition(":")
+            if head in self:  # "w1:ground": arguments without "=", not a module
+                raise ValueError(
+                    f"Bad arguments {rest!r} for {self.kind} {head!r}: expected "
+                    f"'{head}:key=value[,key=value...]'"
+                )
             return self._import(name.strip())
         candidates = [*self._classes, *self._aliases]
         close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
@@ -266,6 +278,8 @@ class Registry(Generic[T]):
             name = spec.pop("name")
             return self.build(name, **{**spec, **kwargs})
         if isinstance(spec, type):
+            if self.base is not None and not issubclass(spec, self.base):
+                raise TypeError(f"{spec!r} is not a {self.base.__name__} subclass")
             cls, spec_kwargs, label = spec, {}, spec.__name__
         elif isinstance(spec, str):
             target, spec_kwargs = split_spec(spec)
@@ -334,7 +348,9 @@ class Plugin:
 
     def spec(self) -> str:
         """A config string such as ``"caatr:C=0.02,eps_base=0.001"``."""
-        name = self.registry_name or f"{type(self).__module__}:{type(self).__qualname__}"
+        # Only a name registered for this very class: a subclass inherits the attribute.
+        registered = type(self).__dict__.get("registry_name", "")
+        name = registered or f"{type(self).__module__}:{type(self).__qualname__}"
         args = ",".join(f"{k}={format_value(v)}" for k, v in self.config().items())
         return f"{name}:{args}" if args else name
 
