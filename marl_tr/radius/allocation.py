@@ -158,7 +158,7 @@ def price_fill(
         values = np.array([float(c(price)) for c in responses], dtype=np.float64)
         bad = np.isnan(values) | (values < 0)
         if bad.any():
-            where = ", ".join(f"agent {i}: {values[i]!r}" for i in np.flatnonzero(bad))
+            where = ", ".join(f"agent {i}: {float(values[i])!r}" for i in np.flatnonzero(bad))
             raise ValueError(
                 f"price responses must be >= 0 and not NaN; at price {price!r} got {where}"
             )

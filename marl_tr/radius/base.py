@@ -96,7 +96,7 @@ def agent_array(
         ("negative", np.isfinite(array) & (array < 0), negative),
     ):
         if bad.any():
-            where = ", ".join(f"agent {i}: {array[i]!r}" for i in np.flatnonzero(bad))
+            where = ", ".join(f"agent {i}: {float(array[i])!r}" for i in np.flatnonzero(bad))
             if policy == "error":
                 raise ValueError(f"{name} has {label} values ({where}); expected finite >= 0")
             if policy == "warn":
@@ -120,7 +120,7 @@ def check_radii(values: Any, n: int, owner: str = "radius scheduler") -> np.ndar
         raise ValueError(f"{owner} returned radii of shape {array.shape}, expected ({n},)")
     bad = ~(np.isfinite(array) & (array > 0))
     if bad.any():
-        where = ", ".join(f"agent {i}: {array[i]!r}" for i in np.flatnonzero(bad))
+        where = ", ".join(f"agent {i}: {float(array[i])!r}" for i in np.flatnonzero(bad))
         raise ValueError(f"{owner} returned radii that are not finite and > 0 ({where})")
     return array
 
