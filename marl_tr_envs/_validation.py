@@ -24,30 +24,38 @@ __all__ = [
 ]
 
 
-def check_finite(name: str, value: Any) -> float:
-    """Return ``value`` as a float; raise unless it is a finite real number (not a bool)."""
+def _real(name: str, value: Any, requirement: str) -> float:
+    """``value`` as a float if it is a real number (not a bool), else a ``ValueError``."""
     is_real = isinstance(value, (int, float, np.integer, np.floating))
     if isinstance(value, (bool, np.bool_)) or not is_real:
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    number = float(value)
+        raise ValueError(f"{name} must be {requirement}, got {value!r}")
+    return float(value)
+
+
+def check_finite(name: str, value: Any) -> float:
+    """Return ``value`` as a float; raise unless it is a finite real number (not a bool)."""
+    requirement = "a finite real number"
+    number = _real(name, value, requirement)
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+        raise ValueError(f"{name} must be {requirement}, got {value!r}")
     return number
 
 
 def check_positive(name: str, value: Any) -> float:
     """A finite number > 0."""
-    number = check_finite(name, value)
-    if number <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    requirement = "a finite number > 0"
+    number = _real(name, value, requirement)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be {requirement}, got {value!r}")
     return number
 
 
 def check_non_negative(name: str, value: Any) -> float:
     """A finite number >= 0."""
-    number = check_finite(name, value)
-    if number < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    requirement = "a finite number >= 0"
+    number = _real(name, value, requirement)
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"{name} must be {requirement}, got {value!r}")
     return number
 
 

@@ -34,7 +34,7 @@ _QUADRATURE_ORDER = 24
 def normal_cdf(z: np.ndarray | float) -> np.ndarray:
     """The standard normal CDF ``Phi(z)``, accurate in both tails (via ``erfc``)."""
     z = np.asarray(z, dtype=np.float64)
-    return 0.5 * _erfc(-z * _SQRT_HALF).astype(np.float64)
+    return 0.5 * np.asarray(_erfc(-z * _SQRT_HALF), dtype=np.float64)
 
 
 def _normal_interval_mass(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
