@@ -7,13 +7,13 @@ from typing import Any, ClassVar
 import gymnasium
 import numpy as np
 
-from marl_tr_envs.game import CooperativeGame, agent_names
-from marl_tr_envs.shells.episode import EPISODE_KEYWORDS, EpisodeSettings, build_game
+from marl_tr_envs.game import CooperativeGame
+from marl_tr_envs.shells.base import GameShell
 
 __all__ = ["GameEnv"]
 
 
-class GameEnv(gymnasium.Env):
+class GameEnv(GameShell, gymnasium.Env):
     """A cooperative game as a single-agent Gymnasium env over the joint action.
 
     The action is the joint action (agent ``i``'s action is component ``i``), the reward the scalar
@@ -45,8 +45,6 @@ class GameEnv(gymnasium.Env):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
-    #: The game this shell builds from keyword arguments (``None``: pass ``game``).
-    game_class: ClassVar[type[CooperativeGame] | None] = None
 
     def __init__(
         self,
@@ -57,26 +55,15 @@ class GameEnv(gymnasium.Env):
         render_mode: str | None = None,
         **game_kwargs: Any,
     ) -> None:
-        owner = type(self).__name__
-        if render_mode is not None:
-            raise ValueError(
-                f"{owner} has no render modes; render_mode must be None, got {render_mode!r}"
-            )
-        self.settings = EpisodeSettings(episode_length=episode_length, reward_noise=reward_noise)
-        self.game = build_game(
-            owner, self.game_class, game, game_kwargs, (*EPISODE_KEYWORDS, "render_mode")
+        self._set_up_game(
+            game,
+            game_kwargs,
+            episode_length=episode_length,
+            reward_noise=reward_noise,
+            render_mode=render_mode,
         )
-        self.render_mode = None
         self.action_space = self.game.joint_action_space()
         self.observation_space = self.settings.observation_space()
-        self.possible_agents = agent_names(self.game.n_agents)
-        self.agent_action_spaces = {
-            agent: self.game.agent_action_space(index)
-            for index, agent in enumerate(self.possible_agents)
-        }
-        self.agent_observation_spaces = {
-            agent: self.settings.observation_space() for agent in self.possible_agents
-        }
         self._steps_taken = 0
         self._episode_over = True
 
@@ -99,8 +86,8 @@ class GameEnv(gymnasium.Env):
         joint_action = self.game.prepare_actions(action, batch_shape=())
         if self._episode_over:
             raise RuntimeError("the episode is over (or not started); call reset() first")
-        reward_without_noise = float(self.game.team_reward(joint_action))
-        reward = float(self.settings.add_noise(np.float64(reward_without_noise), self.np_random))
+        noisy, clean = self._play(joint_action, self.np_random)
+        reward, reward_without_noise = float(noisy), float(clean)
         self._steps_taken += 1
         terminated = self._steps_taken >= self.settings.episode_length
         self._episode_over = terminated

@@ -10,13 +10,13 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
-from marl_tr_envs.game import CooperativeGame, agent_names
-from marl_tr_envs.shells.episode import EPISODE_KEYWORDS, EpisodeSettings, build_game
+from marl_tr_envs.game import CooperativeGame
+from marl_tr_envs.shells.base import GameShell
 
 __all__ = ["GameParallelEnv"]
 
 
-class GameParallelEnv(ParallelEnv):
+class GameParallelEnv(GameShell, ParallelEnv):
     """A cooperative game as a PettingZoo ``ParallelEnv``.
 
     Agents ``"agent_0" .. "agent_{n-1}"`` each send one action (a ``Box(low, high, (1,))`` value
@@ -42,8 +42,6 @@ class GameParallelEnv(ParallelEnv):
         "render_modes": [],
         "is_parallelizable": True,
     }
-    #: The game this shell builds from keyword arguments (``None``: pass ``game``).
-    game_class: ClassVar[type[CooperativeGame] | None] = None
 
     def __init__(
         self,
@@ -54,25 +52,16 @@ class GameParallelEnv(ParallelEnv):
         render_mode: str | None = None,
         **game_kwargs: Any,
     ) -> None:
-        owner = type(self).__name__
-        if render_mode is not None:
-            raise ValueError(
-                f"{owner} has no render modes; render_mode must be None, got {render_mode!r}"
-            )
-        self.settings = EpisodeSettings(episode_length=episode_length, reward_noise=reward_noise)
-        self.game = build_game(
-            owner, self.game_class, game, game_kwargs, (*EPISODE_KEYWORDS, "render_mode")
+        self._set_up_game(
+            game,
+            game_kwargs,
+            episode_length=episode_length,
+            reward_noise=reward_noise,
+            render_mode=render_mode,
         )
-        self.render_mode = None
-        self.possible_agents = agent_names(self.game.n_agents)
         self.agents: list[str] = []
-        self.action_spaces = {
-            agent: self.game.agent_action_space(index)
-            for index, agent in enumerate(self.possible_agents)
-        }
-        self.observation_spaces = {
-            agent: self.settings.observation_space() for agent in self.possible_agents
-        }
+        self.action_spaces = self.agent_action_spaces
+        self.observation_spaces = self.agent_observation_spaces
         self.state_space = self.settings.observation_space()
         self._steps_taken = 0
         self._np_random, _ = seeding.np_random()
@@ -141,8 +130,8 @@ class GameParallelEnv(ParallelEnv):
         if not self.agents:
             raise RuntimeError("no live agents (episode over or not started); call reset() first")
         joint_action = self._joint_action(actions)
-        reward_without_noise = float(self.game.team_reward(joint_action))
-        reward = float(self.settings.add_noise(np.float64(reward_without_noise), self._np_random))
+        noisy, clean = self._play(joint_action, self._np_random)
+        reward, reward_without_noise = float(noisy), float(clean)
         self._steps_taken += 1
         terminated = self._steps_taken >= self.settings.episode_length
 

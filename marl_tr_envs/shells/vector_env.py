@@ -15,13 +15,13 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from marl_tr_envs._validation import check_int
-from marl_tr_envs.game import CooperativeGame, agent_names
-from marl_tr_envs.shells.episode import EPISODE_KEYWORDS, EpisodeSettings, build_game
+from marl_tr_envs.game import CooperativeGame
+from marl_tr_envs.shells.base import GameShell
 
 __all__ = ["GameVectorEnv"]
 
 
-class GameVectorEnv(VectorEnv):
+class GameVectorEnv(GameShell, VectorEnv):
     """``num_envs`` independent copies of a cooperative game, stepped as one batch.
 
     Actions are ``[num_envs, n]`` (column ``i`` is agent ``i``); ``step`` returns observations
@@ -67,8 +67,6 @@ class GameVectorEnv(VectorEnv):
         "render_modes": [],
         "autoreset_mode": AutoresetMode.SAME_STEP,
     }
-    #: The game this shell builds from keyword arguments (``None``: pass ``game``).
-    game_class: ClassVar[type[CooperativeGame] | None] = None
 
     def __init__(
         self,
@@ -81,34 +79,24 @@ class GameVectorEnv(VectorEnv):
         render_mode: str | None = None,
         **game_kwargs: Any,
     ) -> None:
-        owner = type(self).__name__
-        if render_mode is not None:
-            raise ValueError(
-                f"{owner} has no render modes; render_mode must be None, got {render_mode!r}"
-            )
         self.num_envs = check_int("num_envs", num_envs, minimum=1)
         self.max_episode_steps = (
             None
             if max_episode_steps is None
             else check_int("max_episode_steps", max_episode_steps, minimum=1)
         )
-        self.settings = EpisodeSettings(episode_length=episode_length, reward_noise=reward_noise)
-        shell_keywords = (*EPISODE_KEYWORDS, "num_envs", "max_episode_steps", "render_mode")
-        self.game = build_game(owner, self.game_class, game, game_kwargs, shell_keywords)
-        self.render_mode = None
-
+        self._set_up_game(
+            game,
+            game_kwargs,
+            episode_length=episode_length,
+            reward_noise=reward_noise,
+            render_mode=render_mode,
+            shell_keywords=("num_envs", "max_episode_steps"),
+        )
         self.single_action_space = self.game.joint_action_space()
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.single_observation_space = self.settings.observation_space()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.possible_agents = agent_names(self.game.n_agents)
-        self.agent_action_spaces = {
-            agent: self.game.agent_action_space(index)
-            for index, agent in enumerate(self.possible_agents)
-        }
-        self.agent_observation_spaces = {
-            agent: self.settings.observation_space() for agent in self.possible_agents
-        }
         self._steps_taken = np.zeros(self.num_envs, dtype=np.int64)
         self._started = False
 
@@ -144,8 +132,7 @@ class GameVectorEnv(VectorEnv):
         joint_actions = self.game.prepare_actions(actions, batch_shape=(self.num_envs,))
         if not self._started:
             raise RuntimeError("call reset() before step()")
-        rewards_without_noise = self.game.team_reward(joint_actions)
-        rewards = self.settings.add_noise(rewards_without_noise, self.np_random)
+        rewards, rewards_without_noise = self._play(joint_actions, self.np_random)
         agent_rewards = self.game.agent_rewards(rewards)
 
         self._steps_taken += 1
