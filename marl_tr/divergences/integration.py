@@ -1,10 +1,10 @@
-"""Fixed integration nodes for expectations under a standard normal.
+"""Fixed integration nodes on the scale of a standard normal.
 
 Divergences without a closed form for Gaussians (Jensen-Shannon, W1 through POT) evaluate
-``E_{z ~ N(0, I)}[f(mean + std * z)]`` on a fixed node set. Writing the sample points as
-``mean + std * z`` (reparameterisation) keeps the result differentiable in the new policy's
-parameters, and fixed nodes keep it deterministic: the same inputs give the same value, and
-``D(p, p)`` is exactly 0.
+integrals and expectations under ``N(mean, std^2)`` on fixed standardised nodes ``z``.
+Writing the points as ``mean + std * z`` (reparameterisation) keeps the result
+differentiable in the new policy's parameters, and fixed nodes keep it deterministic: the
+same inputs give the same value, and ``D(p, p)`` is exactly 0.
 
 Nodes are cached per (size, dtype, device): treat the returned tensors as read-only.
 """
@@ -12,35 +12,20 @@ Nodes are cached per (size, dtype, device): treat the returned tensors as read-o
 from __future__ import annotations
 
 import functools
-import math
 
-import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = [
-    "gauss_hermite_nodes",
-    "normal_expectation_nodes",
-    "normal_quantile_nodes",
-    "standard_normal_cloud",
-]
+__all__ = ["normal_quantile_nodes", "standard_grid", "standard_normal_cloud"]
 
 
 @functools.lru_cache(maxsize=64)
-def gauss_hermite_nodes(n: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Probabilists' Gauss-Hermite rule: ``E[f(z)] ~= sum_i w_i f(z_i)`` for ``z ~ N(0, 1)``.
+def standard_grid(n: int, half_width: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``n`` evenly spaced points on ``[-half_width, half_width]``, ``[n]``.
 
-    Exact for polynomials of degree ``<= 2n - 1``.
-
-    Returns:
-        Nodes ``[n]`` and weights ``[n]`` (summing to 1).
+    ``mean + std * grid`` places a trapezoid grid on a Gaussian's own scale.
     """
-    nodes, weights = np.polynomial.hermite_e.hermegauss(n)
-    weights = weights / math.sqrt(2.0 * math.pi)
-    return (
-        torch.as_tensor(nodes, dtype=dtype, device=device),
-        torch.as_tensor(weights, dtype=dtype, device=device),
-    )
+    return torch.linspace(-half_width, half_width, n, dtype=dtype, device=device)
 
 
 @functools.lru_cache(maxsize=64)
@@ -71,21 +56,3 @@ def standard_normal_cloud(
     cloud = torch.cat(parts)
     cloud = cloud / cloud.square().mean(0).sqrt()
     return cloud.to(dtype=dtype, device=device)
-
-
-@functools.lru_cache(maxsize=64)
-def normal_expectation_nodes(
-    dim: int, n_nodes: int, n_samples: int, seed: int, dtype: torch.dtype,
-    device: torch.device,
-) -> tuple[Tensor, Tensor]:
-    """Nodes ``[n, dim]`` and weights ``[n]`` for ``E_{z ~ N(0, I_dim)}[f(z)]``.
-
-    One dimension: Gauss-Hermite with ``n_nodes`` nodes. More: the seeded antithetic cloud
-    of ``n_samples`` points with equal weights (a product rule would need ``n_nodes^dim``
-    points).
-    """
-    if dim == 1:
-        nodes, weights = gauss_hermite_nodes(n_nodes, dtype, device)
-        return nodes.unsqueeze(-1), weights
-    cloud = standard_normal_cloud(n_samples, dim, seed, dtype, device)
-    return cloud, torch.full((n_samples,), 1.0 / n_samples, dtype=dtype, device=device)
