@@ -13,8 +13,12 @@ the skeleton; the original public names are unchanged):
   policy for negative and non-finite entries.
 - ``check_radii``: the output contract (float64 ``[n]``, finite, > 0);
   ``RadiusScheduler.checked_radii`` applies it to any scheduler, built-in or user-written.
-- ``check_divergence_option`` / ``build_divergence``: a scheduler's ``divergence`` option,
-  kept as a config string and resolved lazily through ``marl_tr.divergences.DIVERGENCES``.
+- ``agent_count``: ``ctx.n_agents`` checked to be an integer >= 1.
+- ``check_divergence_option`` / ``build_divergence`` / ``DivergenceOption``: a scheduler's
+  ``divergence`` option, kept as the user gave it (config string or instance, so that
+  ``repr``/``spec()`` stay readable) and resolved lazily through
+  ``marl_tr.divergences.DIVERGENCES`` (so that construction does not depend on import
+  order).
 - ``ArrayRadiusContext`` now checks that its arrays have ``n_agents`` entries.
 """
 
