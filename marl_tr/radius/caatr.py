@@ -32,9 +32,10 @@ __all__ = ["CAATR"]
 class CAATR(DivergenceOption, RadiusScheduler):
     """Coordination-aware adaptive trust region (eqs. 13-14, Algorithm 2).
 
-    For a stationary drift ``d`` per agent in the regime ``eps = D_-i / 10`` the radius is
-    ``C / (1.1 (n - 1) d)``; an agent that drifts exactly its radius every step settles at
-    ``d = sqrt(C / (1.1 (n - 1)))``, about 0.07-0.13 for Table 2's ``C`` values.
+    If every agent drifts ``d`` per step, then in the regime ``eps = D_-i / 10`` the radius
+    is ``C / (1.1 (n - 1) d)``; if every step also uses its whole radius (drift measured in
+    the constraint's divergence), the fixed point is ``d = sqrt(C / (1.1 (n - 1)))``, about
+    0.07-0.13 for Table 2's ``C`` values.
 
     Args:
         C: the CAATR constant, > 0. Default 0.02, the paper's Table 2 value for 3 and 5
