@@ -35,7 +35,6 @@ from marl_tr.divergences.integration import normal_quantile_nodes, standard_norm
 from marl_tr.divergences.transport import (
     euclidean_w1_between_clouds,
     ordinal_wasserstein,
-    safe_root,
     wasserstein_1d_columns,
 )
 from marl_tr.validation import check_choice, check_int, check_positive
@@ -260,7 +259,7 @@ class Wasserstein2(Divergence):
     Diagonal Gaussians: ``W2 = sqrt(sum_k dm_k^2 + ds_k^2)`` (the Bures-Wasserstein formula
     for commuting covariances). Categoricals: ordinal support ``0, spacing, ...``, computed
     exactly from the quantile functions by POT (``ot.wasserstein_1d``, ``p=2``, square
-    root taken). The square root has gradient 0 at identity (a subgradient).
+    root taken). The gradient at identity is 0 (a subgradient of the norm).
 
     Args:
         spacing: distance between neighbouring actions of a categorical (> 0).
@@ -279,5 +278,5 @@ class Wasserstein2(Divergence):
     def compute(self, old: ActionDistribution, new: ActionDistribution) -> Tensor:
         if isinstance(old, Categorical):
             return ordinal_wasserstein(old.probs, new.probs, self.spacing, p=2)
-        squared = ((new.mean - old.mean).square() + (new.std - old.std).square()).sum(-1)
-        return safe_root(squared, 2)
+        steps = torch.cat((new.mean - old.mean, new.std - old.std), dim=-1)
+        return torch.linalg.vector_norm(steps, dim=-1)  # its gradient at 0 is 0

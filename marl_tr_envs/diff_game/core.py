@@ -294,6 +294,17 @@ class DiffGame(CooperativeGame):
             local_term * (actions - self._local_center)
         )
 
+    @property
+    def initial_policy(self) -> dict[str, float]:
+        """The paper's starting policy for every agent, ``N(1.5, 0.5^2)`` by default.
+
+        The mean sits half a unit from the local centre towards the far one (1.5 with the
+        default centres: "placing agents near the local optimum"); the std is 0.5. Trainers
+        start from it when no initial mean or std is given.
+        """
+        direction = 1.0 if self._global_center >= self._local_center else -1.0
+        return {"mean": self._local_center + 0.5 * direction, "std": 0.5}
+
     # ----------------------------------------------------------------------------- the truth
     def peak_rewards(self) -> dict[str, float]:
         """Rewards at the two centres, both bumps included.

@@ -119,6 +119,20 @@ class GameVectorEnv(GameShell, VectorEnv):
         self._started = True
         return self.settings.observation(self._steps_taken), {}
 
+    def get_state(self) -> dict[str, Any]:
+        """A picklable snapshot (noise generator and episode clocks) for exact resumption."""
+        return {
+            "rng": self.np_random.bit_generator.state,
+            "steps_taken": self._steps_taken.copy(),
+            "started": self._started,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`get_state`'s snapshot."""
+        self.np_random.bit_generator.state = state["rng"]
+        self._steps_taken[:] = state["steps_taken"]
+        self._started = bool(state["started"])
+
     def step(
         self, actions: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:

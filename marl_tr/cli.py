@@ -1,0 +1,212 @@
+"""Command line: ``marl-tr`` (or ``python -m marl_tr``).
+
+    marl-tr train --preset wmatrpo-caatr --env DiffGame-v0 --env-kwargs n=7 --seed 0
+    marl-tr train --divergence js --radius kkt --solver natural_gradient
+    marl-tr train --resume runs/my-run --iterations 2000
+    marl-tr list                      # every registered divergence, scheduler, solver, ...
+
+Every ``TrainConfig`` field is a ``--flag``; ``marl-tr train --help`` documents them all.
+Everything is validated before any work starts; a bad value exits with status 2 and a
+message naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import sys
+import time
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from marl_tr.config import LIBRARY_DEFAULTS, TrainConfig
+from marl_tr.registry import parse_kwargs, parse_value
+
+__all__ = ["build_parser", "main"]
+
+
+def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parser(text: str) -> Any:
+        return None if text.strip().lower() in ("none", "null") else parse(text)
+
+    parser.__name__ = getattr(parse, "__name__", "value")
+    return parser
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    value = parse_value(text) if text.strip() else ()
+    if isinstance(value, int):
+        value = (value,)
+    if not isinstance(value, (tuple, list)) or not all(isinstance(v, int) for v in value):
+        raise argparse.ArgumentTypeError(f"expected layer sizes like 64,64 or (), got {text!r}")
+    return tuple(value)
+
+
+def _kwargs(text: str) -> dict[str, Any]:
+    try:
+        return parse_kwargs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _field_parser(hint: Any) -> tuple[Callable[[str], Any] | None, bool]:
+    """(value parser, is_bool) for a resolved dataclass field type."""
+    optional = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+    base = hint
+    if optional:
+        base = next(a for a in typing.get_args(hint) if a is not type(None))
+    origin = typing.get_origin(base)
+    if base is bool:
+        return (_optional(lambda t: bool(parse_value(t))) if optional else None), True
+    if origin is tuple:
+        parse: Callable[[str], Any] = _sizes
+    elif origin is dict:
+        parse = _kwargs
+    elif base in (int, float, str):
+        parse = base
+    else:  # pragma: no cover - every field type is covered above
+        parse = str
+    return (_optional(parse) if optional else parse), False
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training options (TrainConfig fields)")
+    hints = typing.get_type_hints(TrainConfig)
+    for item in dataclasses.fields(TrainConfig):
+        flag = "--" + item.name.replace("_", "-")
+        help_text = item.metadata.get("help", "")
+        if item.name in LIBRARY_DEFAULTS:
+            help_text += f" (default: the preset's, else {LIBRARY_DEFAULTS[item.name]!r})"
+        elif item.default is not dataclasses.MISSING:
+            help_text += f" (default: {item.default!r})"
+        parse, is_bool = _field_parser(hints[item.name])
+        help_text = help_text.replace("%", "%%")
+        if is_bool and parse is None:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text)
+        elif is_bool:
+            group.add_argument(flag, type=parse, default=argparse.SUPPRESS, metavar="BOOL",
+                               help=help_text)
+        else:
+            group.add_argument(flag, type=parse, default=argparse.SUPPRESS,
+                               metavar=item.name.upper(), help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="marl-tr", description="Trust-region multi-agent RL: one sequential loop, "
+        "pluggable divergences, radius schedulers and solvers.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = commands.add_parser(
+        "train", help="train with the sequential trust-region loop",
+        description="Train with the sequential trust-region loop. Options left out take the "
+        "preset's value, else the library default.",
+    )
+    train.add_argument("--config", type=Path, default=None,
+                       help="a config.yaml to start from (flags override it)")
+    train.add_argument("--resume", type=Path, default=None,
+                       help="continue the run in this directory from its checkpoint "
+                       "(only --iterations and logging options may change)")
+    _add_config_arguments(train)
+    train.set_defaults(handler=_train)
+
+    listing = commands.add_parser("list", help="list registered plug-ins and environments")
+    listing.add_argument("what", nargs="?", default="all",
+                         choices=("all", "divergences", "radius", "solvers", "presets",
+                                  "policies", "envs"))
+    listing.set_defaults(handler=_list)
+    return parser
+
+
+def _default_run_dir(config: TrainConfig) -> str:
+    name = (config.preset or "custom").replace(":", "_").replace(",", "_")
+    env = config.env.replace(":", "_").replace("/", "_")
+    return str(Path("runs") / f"{name}_{env}_s{config.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from marl_tr.api import train
+
+    overrides = {k: v for k, v in vars(args).items()
+                 if k not in ("command", "handler", "config", "resume")}
+    if args.resume is not None:
+        result = train(resume=args.resume, **overrides)
+    else:
+        base = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+        config = base.replace(**overrides)
+        if config.run_dir is None:
+            config = config.replace(run_dir=_default_run_dir(config))
+        if "log_interval" not in overrides and config.log_interval == 0:
+            config = config.replace(log_interval=max(1, config.iterations // 10))
+        result = train(config)
+    _print_summary(result)
+    return 0
+
+
+def _print_summary(result: Any) -> None:
+    config = result.config
+    print(f"preset {config.preset}: divergence {config.divergence}, radius {config.radius}, "
+          f"solver {config.solver}")
+    print(f"{len(result.metrics)} iterations in {result.wall_time:.2f} s "
+          f"({1e3 * result.wall_time / max(1, len(result.metrics)):.3f} ms/iteration)")
+    try:
+        means = result.final_means()
+        stds = result.final_stds()
+        print("final means:", " ".join(f"{m:.3f}" for m in means.ravel()))
+        print("final stds: ", " ".join(f"{s:.4f}" for s in stds.ravel()))
+    except ValueError:
+        pass
+    game = result.game
+    if game is not None and hasattr(game, "peak_rewards"):
+        with contextlib.suppress(ValueError):
+            print(f"expected reward {result.expected_reward():.4f}; peaks "
+                  f"{game.peak_rewards()} (higher: {game.higher_peak()})")
+    if result.run_dir is not None:
+        print(f"run directory: {result.run_dir}")
+
+
+def _list(args: argparse.Namespace) -> int:
+    import marl_tr
+
+    registries = {
+        "divergences": marl_tr.DIVERGENCES, "radius": marl_tr.RADIUS_SCHEDULERS,
+        "solvers": marl_tr.SOLVERS, "presets": marl_tr.PRESETS, "policies": marl_tr.POLICIES,
+    }
+    for name, registry in registries.items():
+        if args.what not in ("all", name):
+            continue
+        print(f"{name}:")
+        for entry in registry.names():
+            doc = (registry.get(entry).__doc__ or "").strip().splitlines()
+            print(f"  {entry:<18} {doc[0] if doc else ''}")
+    if args.what in ("all", "envs"):
+        import gymnasium as gym
+
+        import marl_tr_envs  # noqa: F401
+
+        print("envs:")
+        for env_id, spec in sorted(gym.registry.items()):
+            if str(spec.entry_point).startswith("marl_tr_envs"):
+                print(f"  {env_id}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"marl-tr: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""Constrained-step solvers (registry: ``SOLVERS``). Importing registers the built-ins."""
+
+from marl_tr.solvers.base import SOLVERS, AgentProblem, Evaluation, Solver, StepResult
+from marl_tr.solvers.natural_gradient import NaturalGradient, conjugate_gradient
+from marl_tr.solvers.primal_dual import PrimalDual
+
+__all__ = [
+    "SOLVERS",
+    "AgentProblem",
+    "Evaluation",
+    "NaturalGradient",
+    "PrimalDual",
+    "Solver",
+    "StepResult",
+    "conjugate_gradient",
+]

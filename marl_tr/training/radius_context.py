@@ -1,0 +1,180 @@
+"""The loop's ``RadiusContext``: what schedulers may ask about the current iteration.
+
+Every quantity is computed only when a scheduler asks for it, and cached per divergence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from marl_tr.divergences.base import Divergence
+from marl_tr.policies import Policy
+from marl_tr.radius.base import PreviousSteps, RadiusContext
+from marl_tr.solvers.base import AgentProblem
+from marl_tr.solvers.natural_gradient import NaturalGradient
+
+__all__ = ["LoopRadiusContext", "PriceResponse"]
+
+
+class PriceResponse:
+    """``c(price)``: the divergence at which an agent's gain along its gradient ray, minus
+    ``price`` times the divergence, is largest.
+
+    The ray ``theta_0 + t g`` (``g`` the surrogate gradient) is sampled on a geometric grid of
+    step lengths; the (divergence, gain) points are replaced by their upper concave envelope,
+    whose vertices are the only possible maximisers. The response is non-increasing and
+    piecewise constant: it jumps from one vertex to the next at each segment's slope.
+
+    Args:
+        divergences: ``[K]`` increasing divergences along the ray (first is 0).
+        gains: ``[K]`` surrogate gains at those points (first is 0).
+    """
+
+    def __init__(self, divergences: np.ndarray, gains: np.ndarray) -> None:
+        points = sorted(zip(divergences.tolist(), gains.tolist()))
+        hull: list[tuple[float, float]] = []
+        for point in points:  # upper concave envelope (monotone chain)
+            while len(hull) >= 2 and _cross(hull[-2], hull[-1], point) >= 0:
+                hull.pop()
+            hull.append(point)
+        # keep the increasing part: beyond the best gain, more divergence never pays
+        best = max(range(len(hull)), key=lambda k: hull[k][1])
+        self.vertices = hull[: best + 1]
+        self.slopes = [
+            (g1 - g0) / (d1 - d0) for (d0, g0), (d1, g1) in zip(self.vertices, self.vertices[1:])
+        ]
+
+    def __call__(self, price: float) -> float:
+        """Divergence of the best envelope vertex at ``price`` (non-increasing in price)."""
+        vertices, slopes = self.vertices, self.slopes
+        if not slopes:
+            return float(vertices[0][0])
+        # slopes decrease along the envelope; segment k is worth taking while price < slope_k
+        for k, slope in enumerate(slopes):
+            if price >= slope:
+                return float(vertices[k][0])
+        return float(vertices[-1][0])
+
+
+def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+class LoopRadiusContext(RadiusContext):
+    """Context for one iteration of the sequential loop.
+
+    Args:
+        iteration: the iteration index.
+        policies: the agents' policies (at the current parameters).
+        previous_params: each agent's flat parameters one iteration ago (``None`` at first).
+        obs / actions / log_probs: the batch, per agent.
+        weights: the batch advantages (no teammate correction) ``[N]``.
+        previous: the last iteration's step records.
+        ray_points: grid size for price responses.
+    """
+
+    def __init__(
+        self,
+        iteration: int,
+        policies: Sequence[Policy],
+        previous_params: Sequence[Tensor] | None,
+        obs: Sequence[Tensor],
+        actions: Sequence[Tensor],
+        log_probs: Sequence[Tensor],
+        weights: Tensor,
+        previous: PreviousSteps | None,
+        ray_points: int = 48,
+    ) -> None:
+        self.iteration = iteration
+        self.n_agents = len(policies)
+        self.previous = previous
+        self._policies = policies
+        self._previous_params = previous_params
+        self._obs, self._actions, self._log_probs = obs, actions, log_probs
+        self._weights = weights
+        self._ray_points = ray_points
+        self._cache: dict[tuple[str, str], object] = {}
+
+    def _cached(self, kind: str, divergence: Divergence, compute: Callable[[], object]):
+        key = (kind, divergence.spec())
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def _problem(self, agent: int, divergence: Divergence) -> AgentProblem:
+        return AgentProblem(
+            self._policies[agent], self._obs[agent], self._actions[agent], self._weights,
+            self._log_probs[agent], divergence, radius=1.0,
+        )
+
+    # -- drift -----------------------------------------------------------------------------
+    def drift(self, divergence: Divergence) -> np.ndarray | None:
+        if self._previous_params is None:
+            return None
+        return self._cached("drift", divergence, lambda: self._drift(divergence))
+
+    @torch.no_grad()
+    def _drift(self, divergence: Divergence) -> np.ndarray:
+        out = np.empty(self.n_agents)
+        for i, policy in enumerate(self._policies):
+            current = policy.flat_parameters()
+            now = policy.distribution(self._obs[i])
+            policy.set_flat_parameters(self._previous_params[i])
+            before = policy.distribution(self._obs[i])
+            policy.set_flat_parameters(current)
+            out[i] = float(divergence(before, now).mean())
+        return out
+
+    # -- natural-gradient norms ------------------------------------------------------------
+    def natural_gradient_norms(self, divergence: Divergence) -> np.ndarray:
+        if not divergence.smooth_at_identity:
+            raise ValueError(
+                f"natural-gradient norms need a divergence smooth at identity; "
+                f"{divergence.spec()!r} is not"
+            )
+        return self._cached("q", divergence, lambda: self._natural_gradient_norms(divergence))
+
+    def _natural_gradient_norms(self, divergence: Divergence) -> np.ndarray:
+        solver = NaturalGradient()
+        out = np.zeros(self.n_agents)
+        for i in range(self.n_agents):
+            problem = self._problem(i, divergence)
+            gradient = problem.surrogate_gradient()
+            if not bool(torch.isfinite(gradient).all()):
+                out[i] = float("nan")
+                continue
+            direction, _ = solver.natural_direction(problem, gradient)
+            out[i] = max(float(gradient @ direction), 0.0)
+        return out
+
+    # -- price responses -------------------------------------------------------------------
+    def price_responses(self, divergence: Divergence) -> Sequence[Callable[[float], float]]:
+        return self._cached("price", divergence, lambda: self._price_responses(divergence))
+
+    def _price_responses(self, divergence: Divergence) -> list[PriceResponse]:
+        out = []
+        for i in range(self.n_agents):
+            problem = self._problem(i, divergence)
+            gradient = problem.surrogate_gradient()
+            norm = float(gradient.norm())
+            if not (np.isfinite(norm) and norm > 0):
+                out.append(PriceResponse(np.zeros(1), np.zeros(1)))
+                continue
+            direction = gradient / norm
+            # geometric step lengths: 1e-4 .. ~1e2 parameter units, plus the origin
+            lengths = np.concatenate(([0.0], np.geomspace(1e-4, 1e2, self._ray_points)))
+            divs, gains = np.zeros(len(lengths)), np.zeros(len(lengths))
+            for k, length in enumerate(lengths[1:], start=1):
+                problem.set_params(problem.old_params + length * direction)
+                result = problem.evaluate()
+                if not (np.isfinite(result.divergence) and np.isfinite(result.improvement)):
+                    divs, gains = divs[:k], gains[:k]
+                    break
+                divs[k], gains[k] = result.divergence, result.improvement
+            problem.restore()
+            out.append(PriceResponse(divs, gains))
+        return out

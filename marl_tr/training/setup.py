@@ -1,0 +1,157 @@
+"""Resolve a ``TrainConfig`` and build every part of a run, before any training work.
+
+``resolve`` turns a user config (preset fields possibly unset) into a complete one and builds
+the environment, the plug-ins and the policies; every error (unknown names, bad values, a
+solver that cannot enforce the divergence, a policy that does not fit the action space)
+surfaces here, before the first iteration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from marl_tr.config import LIBRARY_DEFAULTS, PRESET_FIELDS, TrainConfig
+from marl_tr.divergences import DIVERGENCES, Divergence
+from marl_tr.policies import POLICIES, Policy
+from marl_tr.presets import PRESETS
+from marl_tr.radius import RADIUS_SCHEDULERS, RadiusScheduler
+from marl_tr.solvers import SOLVERS, Solver
+from marl_tr.training.critic import Critic
+from marl_tr.training.env_adapters import MultiAgentVecEnv, make_env
+
+__all__ = ["RunParts", "build_parts", "resolve_config"]
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class RunParts:
+    """Everything a run is made of (built from a resolved config)."""
+
+    config: TrainConfig
+    env: MultiAgentVecEnv
+    policies: list[Policy]
+    critic: Critic
+    divergence: Divergence
+    scheduler: RadiusScheduler
+    solver: Solver
+    dtype: torch.dtype
+
+
+def resolve_config(config: TrainConfig, n_agents: int) -> TrainConfig:
+    """Fill unset preset fields: user value > preset value > library default."""
+    values: dict[str, Any] = {}
+    preset_settings = PRESETS.build(config.preset).settings(n_agents) if config.preset else {}
+    for name in PRESET_FIELDS:
+        current = getattr(config, name)
+        if current is None:
+            current = preset_settings.get(name, LIBRARY_DEFAULTS[name])
+        values[name] = current
+    return config.replace(**values)
+
+
+def _initial_policy(config: TrainConfig, env: MultiAgentVecEnv, space: spaces.Space) -> dict:
+    """Initial mean/std: the config, else the env's suggestion, else the box centre / 0.5."""
+    suggested = getattr(env.game, "initial_policy", None) or {}
+    mean = config.init_mean
+    if mean is None:
+        mean = suggested.get("mean")
+    if mean is None:
+        low, high = np.asarray(space.low, float), np.asarray(space.high, float)
+        finite = np.isfinite(low) & np.isfinite(high)
+        mean = np.where(finite, 0.5 * (low + high), 0.0).tolist()
+    std = config.init_std if config.init_std is not None else suggested.get("std", 0.5)
+    return {"init_mean": mean, "init_std": std}
+
+
+def build_policy(
+    config: TrainConfig, env: MultiAgentVecEnv, agent: int
+) -> Policy:
+    """The policy of agent ``agent``, chosen by ``config.policy`` and its action space."""
+    space = env.action_spaces[agent]
+    obs_dim = int(np.prod(env.observation_spaces[agent].shape))
+    name = config.policy
+    if name == "auto":
+        name = "gaussian" if isinstance(space, spaces.Box) else "categorical"
+    cls = POLICIES.get(name)
+    if cls.action_kind == "continuous" and not isinstance(space, spaces.Box):
+        raise ValueError(
+            f"policy {config.policy!r} needs Box actions, but agent {env.agents[agent]!r} has "
+            f"{space!r}"
+        )
+    if cls.action_kind == "discrete" and not isinstance(space, spaces.Discrete):
+        raise ValueError(
+            f"policy {config.policy!r} needs Discrete actions, but agent "
+            f"{env.agents[agent]!r} has {space!r}"
+        )
+    if isinstance(space, spaces.Box):
+        kwargs = {
+            "obs_dim": obs_dim, "act_dim": int(space.shape[0]), "hidden": config.policy_hidden,
+            "std_param": config.std_param, "min_std": config.min_std,
+            **_initial_policy(config, env, space),
+        }
+    else:
+        kwargs = {"obs_dim": obs_dim, "num_actions": int(space.n),
+                  "hidden": config.policy_hidden}
+    return POLICIES.instantiate(cls, kwargs, name)
+
+
+def build_parts(config: TrainConfig, env: MultiAgentVecEnv | None = None) -> RunParts:
+    """Validate ``config``, build the env (unless given) and every plug-in; resolve presets.
+
+    Raises:
+        ValueError / UnknownNameError: any bad setting, before any training work.
+    """
+    config.validate()
+    num_envs = config.num_envs or config.batch_size
+    if env is None:
+        env = make_env(config.env, dict(config.env_kwargs), num_envs)
+    elif env.num_envs != num_envs:
+        raise ValueError(
+            f"the given env has {env.num_envs} copies but the config asks for {num_envs}"
+        )
+    try:
+        resolved = resolve_config(config, env.n_agents)
+        resolved.validate()
+        divergence = DIVERGENCES.build(resolved.divergence)
+        scheduler = RADIUS_SCHEDULERS.build(resolved.radius)
+        solver = SOLVERS.build(resolved.solver)
+        solver.check_divergence(divergence)
+        scheduler.check_divergence(divergence)
+        dtype = DTYPES[resolved.dtype]
+        with _default_dtype(dtype):
+            policies = [build_policy(resolved, env, i) for i in range(env.n_agents)]
+            for policy in policies:
+                kind = "continuous" if policy.action_kind == "continuous" else "discrete"
+                if not getattr(divergence, f"supports_{kind}"):
+                    raise ValueError(
+                        f"divergence {divergence.spec()!r} does not support {kind} actions; "
+                        f"it supports {divergence.supported_kinds()}"
+                    )
+            critic = Critic(
+                env.state_dim, hidden=resolved.critic_hidden, lr=resolved.critic_lr,
+                optimizer=resolved.critic_optimizer, epochs=resolved.critic_epochs,
+            )
+    except Exception:
+        env.close()
+        raise
+    return RunParts(resolved, env, policies, critic, divergence, scheduler, solver, dtype)
+
+
+class _default_dtype:
+    """Context manager setting torch's default dtype (modules are created in it)."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+
+    def __enter__(self) -> None:
+        self.previous = torch.get_default_dtype()
+        torch.set_default_dtype(self.dtype)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_default_dtype(self.previous)
