@@ -13,7 +13,8 @@ every rule below with non-negative weights returns a value in ``[0, ln 2]``.
   distributions (each ``n_nodes`` points on ``[-8, 8]``), normalised by the same rule applied
   to ``m``. The merged grid resolves both scales even when the standard deviations differ
   by orders of magnitude, where a Gauss-Hermite rule on either distribution fails.
-  Absolute error about ``1e-4`` with the default 128 nodes.
+  With the default 128 nodes: absolute error below ``2e-4`` (standard deviations up to
+  ``e^4`` apart), relative error about ``3e-5`` near identity; both fall as ``1/n_nodes^2``.
 - Diagonal Gaussians with ``d > 1``: JS does not factor over dimensions; it is
   ``(E_p[k] + E_q[k]) / 2``, estimated on ``n_samples`` seeded antithetic points shared by
   both distributions (a fixed Monte Carlo rule, error about ``1 / sqrt(n_samples)``
@@ -59,11 +60,11 @@ def js_integrand(log_ratio: Tensor) -> Tensor:
 
     The JS density relative to the mixture at a point where ``log p - log q = t``: even,
     in ``[0, ln 2)``, exactly 0 at ``t = 0``. Its absolute rounding error is about the
-    machine epsilon (``~1e-7`` in float32), below which it is clamped to 0.
+    machine epsilon times ``max(1, |t|)``; the result is clamped to ``[0, ln 2]``.
     """
     return (
         torch.sigmoid(log_ratio) * log_ratio - torch.nn.functional.softplus(log_ratio) + _LOG_2
-    ).clamp_min(0.0)
+    ).clamp(0.0, _LOG_2)
 
 
 def _normal_log_density(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
@@ -79,7 +80,8 @@ def _gaussian_js_1d(p: DiagGaussian, q: DiagGaussian, n_nodes: int) -> Tensor:
     log_q = _normal_log_density(grid, q.mean, q.std)
     mixture = 0.5 * (log_p.exp() + log_q.exp())
     mass = torch.trapezoid(mixture, grid, dim=-1)
-    return torch.trapezoid(mixture * js_integrand(log_p - log_q), grid, dim=-1) / mass
+    weighted_mean = torch.trapezoid(mixture * js_integrand(log_p - log_q), grid, dim=-1) / mass
+    return weighted_mean.clamp_max(_LOG_2)  # a mean of values <= ln 2, up to rounding
 
 
 def _log_density_ratio_on_nodes(
