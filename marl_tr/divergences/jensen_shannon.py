@@ -38,21 +38,27 @@ from marl_tr.distributions import ActionDistribution, Categorical, DiagGaussian,
 from marl_tr.divergences.base import DIVERGENCES, Divergence
 from marl_tr.divergences.fisher import fisher_vector_product
 from marl_tr.divergences.integration import standard_grid, standard_normal_cloud
-from marl_tr.divergences.kl import categorical_kl, kl_divergence
+from marl_tr.divergences.kl import kl_divergence
 from marl_tr.validation import check_choice, check_int
 
 __all__ = ["JensenShannon", "categorical_js", "gaussian_js"]
 
 JS_METHODS = ("quadrature", "jeffreys_bound")
 GRID_HALF_WIDTH = 8.0
+LOG_RATIO_CAP = 60.0
 _LOG_2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def categorical_js(log_p: Tensor, log_q: Tensor) -> Tensor:
-    """Exact JS between categoricals from normalised log-probabilities ``[B, K] -> [B]``."""
-    log_mixture = torch.logaddexp(log_p, log_q) - _LOG_2
-    return 0.5 * (categorical_kl(log_p, log_mixture) + categorical_kl(log_q, log_mixture))
+    """Exact JS between categoricals, ``sum_k m_k k(log p_k - log q_k)``: ``[B, K] -> [B]``.
+
+    Log-ratios are capped at ``+-LOG_RATIO_CAP`` (where ``k`` equals ``ln 2`` to rounding),
+    which also covers actions that one distribution or both never take.
+    """
+    log_ratio = (log_p - log_q).nan_to_num(nan=0.0).clamp(-LOG_RATIO_CAP, LOG_RATIO_CAP)
+    mixture = 0.5 * (log_p.exp() + log_q.exp())
+    return (mixture * js_integrand(log_ratio)).sum(-1)
 
 
 def js_integrand(log_ratio: Tensor) -> Tensor:
