@@ -110,7 +110,13 @@ class Divergence(Plugin, ABC):
         with torch.enable_grad():
             leaves = tuple(p.detach().requires_grad_(True) for p in new.params())
             value = self.compute(old.detach(), type(new).from_params(leaves)).sum()
-            return torch.autograd.grad(value, leaves)
+            return _gradient(value, leaves)
+
+    def diagonal_hessian(self, dist: ActionDistribution) -> bool:
+        """Whether ``hvp`` at ``dist`` is diagonal in ``dist.params()`` coordinates (each
+        parameter's curvature independent of the others). Solvers then solve exactly
+        instead of iterating. Default: ``False`` (no claim)."""
+        return False
 
     def hvp(self, old: ActionDistribution, tangent: Params) -> Params:
         """Hessian of ``D(old, .)`` at ``old`` applied to ``tangent``, per state.
@@ -123,13 +129,24 @@ class Divergence(Plugin, ABC):
                 f"{type(self).__name__} is not smooth at identity: it has no Hessian there "
                 "(use a solver that does not need one, e.g. 'primal_dual')"
             )
+        self.check_supported(old)
         with torch.enable_grad():
             base = old.detach()
             leaves = tuple(p.detach().clone().requires_grad_(True) for p in base.params())
             value = self.compute(base, type(old).from_params(leaves)).sum()
-            grads = torch.autograd.grad(value, leaves, create_graph=True)
+            grads = _gradient(value, leaves, create_graph=True)
             dot = sum((g * t.detach()).sum() for g, t in zip(grads, tangent))
-            return torch.autograd.grad(dot, leaves)
+            return _gradient(dot, leaves)
+
+
+def _gradient(output: Tensor, leaves: Params, create_graph: bool = False) -> Params:
+    """``d output / d leaves``, with zeros for leaves ``output`` does not depend on (a
+    divergence may ignore a parameter, e.g. one that only compares means)."""
+    if not output.requires_grad:
+        return tuple(torch.zeros_like(leaf) for leaf in leaves)
+    return torch.autograd.grad(
+        output, leaves, create_graph=create_graph, allow_unused=True, materialize_grads=True
+    )
 
 
 DIVERGENCES: Registry[Divergence] = Registry("divergence", Divergence)
