@@ -28,7 +28,7 @@ def gaussian_kl(mean_p: Tensor, std_p: Tensor, mean_q: Tensor, std_q: Tensor) ->
     """``KL(N(mean_p, std_p^2) || N(mean_q, std_q^2))`` summed over dimensions.
 
     Written as ``(x - log1p(x)) / 2 + (m_p - m_q)^2 / (2 s_q^2)`` with
-    ``x = (s_p^2 - s_q^2) / s_q^2``, which keeps its accuracy near ``p == q``.
+    ``x = (s_p - s_q)(s_p + s_q) / s_q^2``, which keeps its accuracy near ``p == q``.
 
     Args:
         mean_p, std_p, mean_q, std_q: ``[B, d]``.
@@ -36,12 +36,14 @@ def gaussian_kl(mean_p: Tensor, std_p: Tensor, mean_q: Tensor, std_q: Tensor) ->
     Returns:
         ``[B]``.
     """
-    inv_var_q = std_q.square().reciprocal()
-    ratio_minus_one = (std_p - std_q) * (std_p + std_q) * inv_var_q
-    per_dim = 0.5 * (ratio_minus_one - torch.log1p(ratio_minus_one)) + 0.5 * (
-        mean_p - mean_q
-    ).square() * inv_var_q
-    return per_dim.sum(-1)
+    var_q = std_q.square()
+    variance_ratio_minus_one = (std_p - std_q) * (std_p + std_q) / var_q
+    per_dim = (
+        variance_ratio_minus_one
+        - torch.log1p(variance_ratio_minus_one)
+        + (mean_p - mean_q).square() / var_q
+    )
+    return 0.5 * per_dim.sum(-1)
 
 
 def _log_ratio_where_supported(log_p: Tensor, log_q: Tensor, probs_p: Tensor) -> Tensor:

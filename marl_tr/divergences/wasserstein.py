@@ -53,22 +53,24 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 
 
-def _folded_normal_mean_and_partials(mean_step: Tensor, std_step: Tensor) -> tuple[Tensor, ...]:
-    """``E|dm + ds Z|`` elementwise, with its partials in ``dm`` and ``ds``.
+def _folded_normal_mean(mean_step: Tensor, std_step: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``E|dm + ds Z|`` elementwise, with the pieces of its partial derivatives.
 
     Safe at ``ds = 0`` (the ratio ``dm / |ds|`` becomes +-inf or, at ``dm = 0``, 0: erf and
-    exp stay finite) and never NaN. At identity (``dm = ds = 0``) the function is not
-    differentiable; the partials returned there are 0, the minimum-norm subgradient.
+    exp stay finite) and never NaN.
 
     Returns:
-        ``(value, d value / d dm, d value / d ds)``, each shaped like the inputs.
+        ``(value, slope, density)``: ``d value / d dm = slope = erf(dm / (sqrt(2) |ds|))``
+        and ``d value / d ds = sign(ds) * density``,
+        ``density = sqrt(2/pi) exp(-dm^2 / (2 ds^2))``. At identity (``dm = ds = 0``), where
+        the function is not differentiable, both partials are 0: the minimum-norm
+        subgradient.
     """
     spread = std_step.abs()
     ratio = mean_step / spread.clamp_min(torch.finfo(spread.dtype).tiny)
     density = _SQRT_2_OVER_PI * torch.exp(-0.5 * ratio.square())
     slope = torch.erf(ratio * _INV_SQRT_2)
-    value = spread * density + mean_step * slope
-    return value, slope, torch.sign(std_step) * density
+    return spread * density + mean_step * slope, slope, density
 
 
 class _FoldedNormalMean(torch.autograd.Function):
@@ -77,8 +79,8 @@ class _FoldedNormalMean(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, mean_step: Tensor, std_step: Tensor) -> Tensor:  # type: ignore[override]
-        value, d_mean, d_std = _folded_normal_mean_and_partials(mean_step, std_step)
-        ctx.save_for_backward(d_mean, d_std)
+        value, slope, density = _folded_normal_mean(mean_step, std_step)
+        ctx.save_for_backward(slope, torch.sign(std_step) * density)
         return value
 
     @staticmethod
@@ -100,7 +102,7 @@ def gaussian_w1(mean_p: Tensor, std_p: Tensor, mean_q: Tensor, std_q: Tensor) ->
     mean_step, std_step = mean_q - mean_p, std_q - std_p
     if torch.is_grad_enabled() and (mean_step.requires_grad or std_step.requires_grad):
         return _FoldedNormalMean.apply(mean_step, std_step).sum(-1)
-    return _folded_normal_mean_and_partials(mean_step, std_step)[0].sum(-1)
+    return _folded_normal_mean(mean_step, std_step)[0].sum(-1)
 
 
 def ordinal_w1(probs_p: Tensor, probs_q: Tensor, spacing: float) -> Tensor:
@@ -220,10 +222,9 @@ class Wasserstein1(Divergence):
         self.check(old, new)
         if isinstance(new, Categorical):
             return (_ordinal_w1_grad_logits(old.probs, new.probs, self.spacing),)
-        _, d_mean, d_std = _folded_normal_mean_and_partials(
-            new.mean - old.mean, new.std - old.std
-        )
-        return (d_mean, d_std)
+        std_step = new.std - old.std
+        _, slope, density = _folded_normal_mean(new.mean - old.mean, std_step)
+        return (slope, torch.sign(std_step) * density)
 
 
 @DIVERGENCES.register("w1_bound")
