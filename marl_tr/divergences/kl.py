@@ -75,7 +75,9 @@ def kl_divergence(p: ActionDistribution, q: ActionDistribution) -> Tensor:
 
 @DIVERGENCES.register("kl")
 class KL(Divergence):
-    """Kullback-Leibler divergence between the old and the new policy (HATRPO, eq. 13).
+    """Kullback-Leibler divergence between the old and the new policy.
+
+    HATRPO's trust region: the paper's per-agent constraint (eq. 3) with KL in place of W1.
 
     Args:
         direction: ``"forward"`` for ``KL(old || new)`` (TRPO's and HATRPO's choice) or

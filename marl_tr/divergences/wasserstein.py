@@ -1,5 +1,8 @@
 """Wasserstein distances between policies: W1 (W-MATRPO's trust region), eq. 31's bound, W2.
 
+W1 (the paper's eq. 2 with ground cost ``c``) is the distance of W-MATRPO's per-agent trust
+region (eq. 3) and of its Lagrangian (eq. 16).
+
 **W1 between 1-D Gaussians.** The optimal coupling of ``N(m1, s1^2)`` and ``N(m2, s2^2)``
 in one dimension pairs equal quantiles, so ``W1 = E|dm + ds Z|`` with ``Z ~ N(0, 1)``,
 ``dm = m2 - m1`` and ``ds = s2 - s1``: the mean of a folded normal,
@@ -128,7 +131,7 @@ def _ordinal_w1_grad_logits(probs_old: Tensor, probs_new: Tensor, spacing: float
 
 @DIVERGENCES.register("w1", aliases=("wasserstein",))
 class Wasserstein1(Divergence):
-    """Wasserstein-1 distance between the old and the new policy (W-MATRPO).
+    """Wasserstein-1 distance between the old and the new policy (W-MATRPO, eqs. 2, 3, 16).
 
     Args:
         method: ``"closed_form"`` (default): the exact formulas of this module (Gaussians
