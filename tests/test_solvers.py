@@ -1,0 +1,447 @@
+"""Solvers against hand-worked numerics: CG vs a dense solve, the natural-gradient step vs the
+closed-form Fisher of a state-independent Gaussian, eqs. 16-18 vs an autograd reference."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from marl_tr.divergences import DIVERGENCES
+from marl_tr.policies import GaussianPolicy
+from marl_tr.solvers import SOLVERS, AgentProblem, NaturalGradient, PrimalDual, conjugate_gradient
+
+MIN_STD = 1e-3
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------
+def gaussian_problem(
+    radius: float,
+    seed: int = 0,
+    batch: int = 64,
+    mean=(0.3, -0.2),
+    std: float = 0.7,
+    divergence: str = "kl",
+    weights: torch.Tensor | None = None,
+) -> AgentProblem:
+    """A float64 state-independent Gaussian problem with random weights (a fixed batch)."""
+    policy = GaussianPolicy(1, len(mean), init_mean=list(mean), init_std=std, min_std=MIN_STD)
+    policy = policy.to(torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    obs = torch.zeros(batch, 1, dtype=torch.float64)
+    with torch.no_grad():
+        dist = policy.distribution(obs)
+        actions = dist.sample(generator)
+        old_log_prob = dist.log_prob(actions)
+    if weights is None:
+        weights = torch.randn(batch, generator=generator, dtype=torch.float64)
+    return AgentProblem(policy, obs, actions, weights, old_log_prob,
+                        DIVERGENCES.build(divergence), radius)
+
+
+def numpy_state(problem: AgentProblem):
+    """(m, s, e = d std / d rho, actions, weights) as float64 numpy arrays."""
+    policy = problem.policy
+    m = policy.mean.detach().numpy().copy()
+    rho = policy.rho.detach().numpy().copy()
+    e = np.exp(rho)  # log_std: std = min_std + exp(rho)
+    s = MIN_STD + e
+    return m, s, e, problem.actions.numpy(), problem.weights.numpy()
+
+
+def hand_gradient(m, s, e, a, w) -> np.ndarray:
+    """E[w grad log pi] in (mean, rho) coordinates, written out."""
+    z = (a - m) / s
+    g_mean = (w[:, None] * z / s).mean(0)
+    g_rho = (w[:, None] * (z * z - 1.0) / s).mean(0) * e
+    return np.concatenate([g_mean, g_rho])
+
+
+def hand_fisher_diag(s, e) -> np.ndarray:
+    """Fisher of a Gaussian in (mean, rho): diag(1/s^2, 2 e^2 / s^2) (chain rule on std)."""
+    return np.concatenate([1.0 / s**2, 2.0 * e**2 / s**2])
+
+
+def gaussian_kl(m1, s1, m2, s2) -> float:
+    """KL(N(m1, s1^2) || N(m2, s2^2)) summed over dimensions."""
+    return float(np.sum(np.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s2**2) - 0.5))
+
+
+def params_of(m, rho) -> np.ndarray:
+    return np.concatenate([m, rho])
+
+
+# ---------------------------------------------------------------------------------------
+# conjugate gradient
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [2, 6, 15])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_conjugate_gradient_matches_dense_solve(size, seed):
+    generator = torch.Generator().manual_seed(seed)
+    root = torch.randn(size, size, generator=generator, dtype=torch.float64)
+    matrix = root @ root.T + 0.5 * torch.eye(size, dtype=torch.float64)
+    rhs = torch.randn(size, generator=generator, dtype=torch.float64)
+    x, residual = conjugate_gradient(lambda v: matrix @ v, rhs, iterations=3 * size,
+                                     tolerance=1e-28)
+    expected = torch.linalg.solve(matrix, rhs)
+    torch.testing.assert_close(x, expected, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(residual, rhs - matrix @ x, rtol=0, atol=1e-9)
+
+
+def test_conjugate_gradient_exact_in_as_many_iterations_as_distinct_eigenvalues():
+    # diag(1, 1, 4, 4, 9): three distinct eigenvalues -> exact after three iterations
+    matrix = torch.diag(torch.tensor([1.0, 1.0, 4.0, 4.0, 9.0], dtype=torch.float64))
+    rhs = torch.tensor([1.0, -2.0, 3.0, 0.5, -1.0], dtype=torch.float64)
+    x, _ = conjugate_gradient(lambda v: matrix @ v, rhs, iterations=3, tolerance=1e-30)
+    torch.testing.assert_close(x, rhs / torch.diagonal(matrix), rtol=1e-12, atol=1e-12)
+
+
+def test_conjugate_gradient_zero_rhs_gives_zero():
+    x, residual = conjugate_gradient(lambda v: 2.0 * v, torch.zeros(4, dtype=torch.float64))
+    assert torch.equal(x, torch.zeros(4, dtype=torch.float64))
+    assert torch.equal(residual, torch.zeros(4, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------
+# natural gradient
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("damping", [0.0, 0.1])
+def test_natural_gradient_step_is_hand_computed_fisher_step(damping):
+    radius = 1e-3
+    problem = gaussian_problem(radius)
+    m, s, e, a, w = numpy_state(problem)
+    rho = problem.policy.rho.detach().numpy().copy()
+    g = hand_gradient(m, s, e, a, w)
+    curvature = hand_fisher_diag(s, e) + damping
+    x = g / curvature  # F^-1 g: the Fisher is diagonal in (mean, rho)
+    step = math.sqrt(2 * radius / float(x @ (curvature * x))) * x
+    expected = params_of(m, rho) + step
+
+    solver = NaturalGradient(cg_damping=damping, line_search=False)
+    result = solver.step(problem, agent=0)
+
+    assert result.moved
+    np.testing.assert_allclose(problem.policy.flat_parameters().numpy(), expected,
+                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(result.expected_improvement, float(g @ step), rtol=1e-9)
+
+
+@pytest.mark.parametrize(("radius", "rtol"), [(1e-2, 0.1), (1e-3, 0.03), (1e-5, 0.003)])
+def test_natural_gradient_step_lands_on_kl_radius(radius, rtol):
+    """Undamped, the quadratic model hits delta exactly: the true KL is delta to first order."""
+    problem = gaussian_problem(radius, seed=3)
+    m, s, *_ = numpy_state(problem)
+    NaturalGradient(cg_damping=0.0, line_search=False).step(problem, agent=0)
+    new = problem.policy.flat_parameters().numpy()
+    kl = gaussian_kl(m, s, new[:2], MIN_STD + np.exp(new[2:]))
+    assert kl == pytest.approx(radius, rel=rtol)
+
+
+@pytest.mark.xfail(reason="BUG: the reported divergence " + "is measured against an old "
+                   "distribution that aliases the new mean (see test_policies)", strict=True)
+def test_natural_gradient_without_line_search_reports_the_kl_it_reached():
+    problem = gaussian_problem(1e-3, seed=3)
+    m, s, *_ = numpy_state(problem)
+    result = NaturalGradient(cg_damping=0.0, line_search=False).step(problem, agent=0)
+    new = problem.policy.flat_parameters().numpy()
+    assert result.divergence == pytest.approx(
+        gaussian_kl(m, s, new[:2], MIN_STD + np.exp(new[2:])), rel=1e-9)
+
+
+def test_natural_gradient_line_search_accepts_the_full_damped_step():
+    radius = 1e-3
+    problem = gaussian_problem(radius, seed=1)
+    m, s, e, a, w = numpy_state(problem)
+    rho = problem.policy.rho.detach().numpy().copy()
+    g = hand_gradient(m, s, e, a, w)
+    curvature = hand_fisher_diag(s, e) + 0.1
+    x = g / curvature
+    expected = params_of(m, rho) + math.sqrt(2 * radius / float(x @ (curvature * x))) * x
+
+    result = NaturalGradient().step(problem, agent=0)  # HARL defaults, line search on
+
+    assert result.moved and result.info["backtracks"] == 0.0
+    assert result.info["step_fraction"] == 1.0
+    np.testing.assert_allclose(problem.policy.flat_parameters().numpy(), expected, rtol=1e-9)
+    assert 0 < result.divergence <= radius
+    new_m, new_s = expected[:2], MIN_STD + np.exp(expected[2:])
+    assert result.divergence == pytest.approx(gaussian_kl(m, s, new_m, new_s), rel=1e-9)
+    # the reported new log-probabilities are those of the new policy
+    with torch.no_grad():
+        fresh = problem.policy.distribution(problem.obs).log_prob(problem.actions)
+    torch.testing.assert_close(result.new_log_prob, fresh)
+
+
+def test_natural_gradient_line_search_backtracks_by_the_coefficient():
+    """With a huge radius the full step overshoots; accepted steps are 0.8^k of it, with
+    the acceptance rule checked by hand at the accepted and the previous fraction."""
+    radius = 5.0
+    problem = gaussian_problem(radius, seed=2)
+    m, s, e, a, w = numpy_state(problem)
+    rho = problem.policy.rho.detach().numpy().copy()
+    old_logp = problem.old_log_prob.numpy()
+    g = hand_gradient(m, s, e, a, w)
+    curvature = hand_fisher_diag(s, e) + 0.1
+    x = g / curvature
+    full = math.sqrt(2 * radius / float(x @ (curvature * x))) * x
+    expected_gain = float(g @ full)
+
+    def check(fraction):
+        p = params_of(m, rho) + fraction * full
+        new_s = MIN_STD + np.exp(p[2:])
+        logp = (-0.5 * ((a - p[:2]) / new_s) ** 2 - np.log(new_s)
+                - 0.5 * math.log(2 * math.pi)).sum(1)
+        gain = float(np.mean(w * (np.exp(logp - old_logp) - 1.0)))
+        kl = gaussian_kl(m, s, p[:2], new_s)
+        return kl <= radius and gain > 0 and gain / (expected_gain * fraction) > 0.5
+
+    first_ok = next((k for k in range(10) if check(0.8**k)), None)
+    result = NaturalGradient().step(problem, agent=0)
+    if first_ok is None:
+        assert not result.moved and result.reason == "line search failed"
+        return
+    assert first_ok > 0, "pick a seed/radius where the full step is rejected"
+    assert result.info["backtracks"] == first_ok
+    np.testing.assert_allclose(problem.policy.flat_parameters().numpy(),
+                               params_of(m, rho) + 0.8**first_ok * full, rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------
+# primal-dual (eqs. 16-18) against an autograd reference
+# ---------------------------------------------------------------------------------------
+ALIASING = (
+    "BUG: AgentProblem.old_dist aliases the storage of a state-independent policy's mean "
+    "(policies.py _StateIndependentGaussianLinearization: policy.mean.detach().expand), so "
+    "once the solver writes new parameters the 'old' mean is the new one and E D(old, new) "
+    "ignores the mean's move"
+)
+POLICY_KINDS = [
+    pytest.param((), id="state-independent", marks=pytest.mark.xfail(reason=ALIASING,
+                                                                      strict=True)),
+    pytest.param((4,), id="mlp"),
+]
+
+
+def hand_gaussian(policy: GaussianPolicy, flat: torch.Tensor, obs: torch.Tensor):
+    """(mean, std) ``[B, d]`` of ``policy`` at parameters ``flat``, written out by hand
+    (differentiable in ``flat``): std = min_std + exp(rho); mean free or a tanh MLP."""
+    parts, offset = {}, 0
+    for name, p in policy.named_parameters():
+        parts[name] = flat[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+    if "mean" in parts:
+        mean = parts["mean"].expand(obs.shape[0], -1)
+    else:
+        hidden = torch.tanh(obs @ parts["mean_net.0.weight"].T + parts["mean_net.0.bias"])
+        mean = hidden @ parts["mean_net.2.weight"].T + parts["mean_net.2.bias"]
+    std = (MIN_STD + torch.exp(parts["rho"])).expand_as(mean)
+    return mean, std
+
+
+def hand_log_prob(mean, std, actions):
+    return (-0.5 * ((actions - mean) / std) ** 2 - torch.log(std)
+            - 0.5 * math.log(2 * math.pi)).sum(1)
+
+
+def hand_mean_kl(old, new) -> torch.Tensor:
+    """E_s KL(N(old) || N(new)), summed over action dimensions."""
+    (m1, s1), (m2, s2) = old, new
+    return (torch.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s2**2) - 0.5).sum(1).mean()
+
+
+def make_problem(radius, seed=0, hidden=(), batch=64):
+    if hidden == ():
+        return gaussian_problem(radius, seed=seed, batch=batch)
+    torch.manual_seed(seed)  # MLP initialisation
+    policy = GaussianPolicy(1, 2, hidden=hidden, init_mean=[0.3, -0.2], init_std=0.7,
+                            min_std=MIN_STD).to(torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    obs = torch.rand(batch, 1, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        dist = policy.distribution(obs)
+        actions = dist.sample(generator)
+        old_log_prob = dist.log_prob(actions)
+    weights = torch.randn(batch, generator=generator, dtype=torch.float64)
+    return AgentProblem(policy, obs, actions, weights, old_log_prob,
+                        DIVERGENCES.build("kl"), radius)
+
+
+def reference_primal_dual(problem: AgentProblem, lr_theta, lr_lambda, lam, steps):
+    """Eqs. 17-18 written directly: theta <- theta - lr grad L(theta, lambda), then
+    lambda <- max(0, lambda + lr_lambda (E KL(old, theta_new) - delta)), by autograd."""
+    policy, obs = problem.policy, problem.obs
+    theta0 = policy.flat_parameters()
+    old = tuple(t.detach() for t in hand_gaussian(policy, theta0, obs))
+
+    def lagrangian(theta, lam):
+        new = hand_gaussian(policy, theta, obs)
+        ratio = torch.exp(hand_log_prob(*new, problem.actions) - problem.old_log_prob)
+        kl = hand_mean_kl(old, new)
+        return -(problem.weights * ratio).mean() + lam * (kl - problem.radius), kl
+
+    theta = theta0
+    thetas, lambdas, kls = [], [], []
+    for _ in range(steps):
+        leaf = theta.clone().requires_grad_(True)
+        value, _ = lagrangian(leaf, lam)
+        (grad,) = torch.autograd.grad(value, leaf)
+        theta = theta - lr_theta * grad
+        kl = float(lagrangian(theta, 0.0)[1])
+        lam = max(0.0, lam + lr_lambda * (kl - problem.radius))
+        thetas.append(theta.clone())
+        lambdas.append(lam)
+        kls.append(kl)
+    return thetas, lambdas, kls
+
+
+def record_inner_parameters(problem: AgentProblem) -> list[torch.Tensor]:
+    """The parameters at every inner step (the solver re-linearises after each theta step)."""
+    seen: list[torch.Tensor] = []
+    original = problem.policy.linearize
+
+    def spy(obs):
+        seen.append(problem.policy.flat_parameters())
+        return original(obs)
+
+    problem.policy.linearize = spy
+    return seen
+
+
+@pytest.mark.parametrize("hidden", POLICY_KINDS)
+def test_primal_dual_lambda_rises_while_the_constraint_is_violated(hidden):
+    problem = make_problem(radius=1e-6, seed=4, hidden=hidden)
+    solver = PrimalDual(lr_theta=0.05, lr_lambda=20.0, inner_steps=8)
+    seen = record_inner_parameters(problem)
+    thetas, lambdas, kls = reference_primal_dual(problem, 0.05, 20.0, 0.0, 8)
+
+    result = solver.step(problem, agent=0)
+
+    assert all(kl > problem.radius for kl in kls)  # every inner step violates the ball
+    assert all(b > a for a, b in zip([0.0, *lambdas], lambdas))  # strictly rising
+    assert len(seen) == 8
+    for got, want in zip(seen, thetas):
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-10)
+    assert result.info["lambda"] == pytest.approx(lambdas[-1], rel=1e-7)
+    assert solver.dual_variable(0) == pytest.approx(lambdas[-1], rel=1e-7)
+    assert result.divergence == pytest.approx(kls[-1], rel=1e-7)
+
+
+@pytest.mark.parametrize("hidden", POLICY_KINDS)
+def test_primal_dual_lambda_falls_to_zero_when_the_constraint_is_slack(hidden):
+    problem = make_problem(radius=10.0, seed=5, hidden=hidden)
+    solver = PrimalDual(lr_theta=0.01, lr_lambda=0.1, inner_steps=6, lambda_init=3.0)
+    seen = record_inner_parameters(problem)
+    thetas, lambdas, kls = reference_primal_dual(problem, 0.01, 0.1, 3.0, 6)
+
+    result = solver.step(problem, agent=0)
+
+    assert all(kl < problem.radius for kl in kls)
+    positive = [lam for lam in lambdas if lam > 0]
+    assert all(b < a for a, b in zip([3.0, *positive], positive))  # strictly falling
+    assert lambdas[-2:] == [0.0, 0.0]  # projected onto lambda >= 0, and stays there
+    for got, want in zip(seen, thetas):
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-10)
+    assert result.info["lambda"] == 0.0
+    assert result.divergence == pytest.approx(kls[-1], rel=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("hidden", "radius"),
+    [pytest.param(p.values[0], r, id=p.id, marks=p.marks) for p, r in zip(POLICY_KINDS,
+                                                                          [5e-4, 9e-4])],
+)
+def test_primal_dual_lambda_update_is_exact_per_call(hidden, radius):
+    """One inner step per call: lambda_new = max(0, lambda + lr (D - delta)) with D the KL
+    between the call's old and new policy, recomputed here by hand. The steps grow, so
+    lambda first falls (slack) and then rises (violated)."""
+    solver = PrimalDual(lr_theta=0.05, lr_lambda=3.0, inner_steps=1, lambda_init=0.01)
+    problem = make_problem(radius=radius, seed=6, hidden=hidden)
+    policy, obs = problem.policy, problem.obs
+    lam, moves = 0.01, []
+    for call in range(8):
+        before = hand_gaussian(policy, policy.flat_parameters(), obs)
+        result = solver.step(problem, agent=1)
+        after = hand_gaussian(policy, policy.flat_parameters(), obs)
+        kl = float(hand_mean_kl(before, after))
+        previous, lam = lam, max(0.0, lam + 3.0 * (kl - radius))
+        moves.append(np.sign(lam - previous))
+        assert result.info["lambda"] == pytest.approx(lam, rel=1e-9, abs=1e-15), call
+        # the next call: a fresh problem at the new parameters, same batch
+        with torch.no_grad():
+            log_prob = policy.distribution(obs).log_prob(problem.actions)
+        problem = AgentProblem(policy, obs, problem.actions, problem.weights, log_prob,
+                               problem.divergence, radius)
+    assert -1 in moves and 1 in moves
+    assert solver.dual_variable(1) == pytest.approx(lam, rel=1e-9)
+    assert solver.dual_variable(0) == 0.01  # other agents untouched: lambda_init
+
+
+@pytest.mark.parametrize("hidden", POLICY_KINDS)
+def test_primal_dual_shrink_safeguard_lands_on_the_ball(hidden):
+    problem = make_problem(radius=1e-4, seed=7, hidden=hidden)
+    policy, obs = problem.policy, problem.obs
+    before = hand_gaussian(policy, policy.flat_parameters(), obs)
+    result = PrimalDual(lr_theta=0.2, inner_steps=3, safeguard="shrink").step(problem, 0)
+    kl = float(hand_mean_kl(before, hand_gaussian(policy, policy.flat_parameters(), obs)))
+    assert result.info["shrink"] < 1.0
+    assert kl <= problem.radius
+    assert kl == pytest.approx(problem.radius, rel=1e-3)  # bisection: on the boundary
+
+
+# ---------------------------------------------------------------------------------------
+# degenerate gradients: no step, never NaN
+# ---------------------------------------------------------------------------------------
+SOLVER_SPECS = ["natural_gradient", "natural_gradient:line_search=false", "primal_dual",
+                "primal_dual:optimizer=adam"]
+
+
+@pytest.mark.parametrize("spec", SOLVER_SPECS)
+def test_zero_weights_mean_no_step_and_no_warning(spec):
+    problem = gaussian_problem(0.1, weights=torch.zeros(64, dtype=torch.float64))
+    before = problem.policy.flat_parameters()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = SOLVERS.build(spec).step(problem, agent=0)
+    assert not result.moved and result.reason == "zero gradient"
+    assert torch.equal(problem.policy.flat_parameters(), before)
+    assert torch.equal(result.new_log_prob, problem.old_log_prob)
+    assert result.divergence == 0.0
+
+
+@pytest.mark.parametrize("spec", SOLVER_SPECS)
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_gradient_means_no_step_with_a_warning(spec, bad):
+    weights = torch.randn(64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    weights[5] = bad
+    problem = gaussian_problem(0.1, weights=weights)
+    before = problem.policy.flat_parameters()
+    with pytest.warns(RuntimeWarning, match="non-finite surrogate gradient"):
+        result = SOLVERS.build(spec).step(problem, agent=0)
+    assert not result.moved and result.reason == "non-finite gradient"
+    assert torch.equal(problem.policy.flat_parameters(), before)
+
+
+def test_natural_gradient_refuses_a_divergence_not_smooth_at_identity():
+    with pytest.raises(ValueError, match=r"smooth at identity.*use solver 'primal_dual'"):
+        NaturalGradient().check_divergence(DIVERGENCES.build("w1"))
+    NaturalGradient().check_divergence(DIVERGENCES.build("kl"))  # accepted
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("primal_dual:optimizer=rmsprop", "optimizer"),
+        ("primal_dual:lr_theta=0", "lr_theta"),
+        ("primal_dual:safeguard=clip", "safeguard"),
+        ("natural_gradient:backtrack_coef=1.5", "backtrack_coef"),
+        ("natural_gradient:line_search=maybe", "line_search"),
+    ],
+)
+def test_bad_solver_settings_are_refused(spec, message):
+    with pytest.raises(ValueError, match=message):
+        SOLVERS.build(spec)
