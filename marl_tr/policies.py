@@ -50,9 +50,13 @@ class Linearization(ABC):
 
     Attributes:
         dist: the (detached) distribution at the current parameters.
+        separable: each parameter moves exactly one distribution-parameter column of its
+            own, identically for every state (so a diagonal distribution-space Hessian stays
+            diagonal in parameter space).
     """
 
     dist: ActionDistribution
+    separable: ClassVar[bool] = False
 
     @abstractmethod
     def jvp(self, vector: Tensor) -> Params:
@@ -379,11 +383,9 @@ class GaussianPolicy(Policy):
         )
 
     def summary(self) -> dict[str, float]:
-        if self.mean_net is None:
-            means = self.mean.detach().tolist()
-        else:
-            means = []
-        stds = self.std().detach().tolist()
+        with torch.no_grad():
+            stds = self.std().tolist()
+            means = self.mean.tolist() if self.mean_net is None else []
         out = {f"mean_{k}": m for k, m in enumerate(means)}
         out.update({f"std_{k}": s for k, s in enumerate(stds)})
         return out
@@ -391,6 +393,8 @@ class GaussianPolicy(Policy):
 
 class _StateIndependentGaussianLinearization(Linearization):
     """Exact ``J v`` / ``J^T u`` for ``theta = (mean [d], rho [d])`` broadcast over ``B``."""
+
+    separable = True
 
     def __init__(self, policy: GaussianPolicy, batch: int) -> None:
         with torch.no_grad():
@@ -487,6 +491,8 @@ class CategoricalPolicy(Policy):
 
 class _FreeLogitsLinearization(Linearization):
     """Exact products for free logits ``theta = logits [K]`` broadcast over ``B``."""
+
+    separable = True
 
     def __init__(self, policy: CategoricalPolicy, batch: int) -> None:
         self.dist = Categorical(policy.logits.detach().expand(batch, policy.num_actions))

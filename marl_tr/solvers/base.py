@@ -104,6 +104,8 @@ class AgentProblem:
         self.old_params = policy.flat_parameters()
         self.old_linearization = policy.linearize(obs)
         self.old_dist = self.old_linearization.dist
+        # M_i / B as a column: the per-sample factor of every surrogate gradient
+        self._weight_column = (weights / self.batch_size).unsqueeze(1)
 
     # -- surrogate ----------------------------------------------------------------------
     def surrogate_gradient(self, linearization: Linearization | None = None,
@@ -113,11 +115,10 @@ class AgentProblem:
         At the old parameters (the default) the ratio is 1 and this is ``E[M grad log pi]``.
         """
         lin = linearization or self.old_linearization
-        scale = self.weights / self.batch_size
+        scale = self._weight_column
         if log_prob is not None:
-            scale = scale * torch.exp(log_prob - self.old_log_prob)
-        grads = lin.dist.log_prob_grad(self.actions)
-        return lin.vjp(tuple(g * _per_row(scale, g) for g in grads))
+            scale = scale * torch.exp(log_prob - self.old_log_prob).unsqueeze(1)
+        return lin.vjp(tuple(g * scale for g in lin.dist.log_prob_grad(self.actions)))
 
     def divergence_gradient(self, linearization: Linearization) -> Tensor:
         """``d/dtheta E_s D(old, pi_theta)`` at the linearisation point, ``[P]``."""
@@ -132,6 +133,17 @@ class AgentProblem:
         lin = self.old_linearization
         tangent = self.divergence.hvp(self.old_dist, lin.jvp(vector))
         return lin.vjp(tangent) / self.batch_size
+
+    def curvature_diagonal(self) -> Tensor | None:
+        """The diagonal of ``H`` (see ``fisher_product``) when ``H`` is diagonal, else ``None``.
+
+        ``H = J^T H_dist J / B`` is diagonal when each parameter moves one distribution
+        parameter of its own (a separable Jacobian) and the divergence's Hessian is diagonal
+        in distribution parameters; then one product with the all-ones vector gives it.
+        """
+        if self.old_linearization.separable and self.divergence.diagonal_hessian(self.old_dist):
+            return self.fisher_product(torch.ones_like(self.old_params))
+        return None
 
     # -- evaluation and parameter moves -------------------------------------------------
     def evaluate(self, with_divergence: bool = True) -> Evaluation:
@@ -188,11 +200,6 @@ class AgentProblem:
             moved=False, divergence=0.0, improvement=0.0, new_log_prob=self.old_log_prob,
             reason=reason,
         )
-
-
-def _per_row(scale: Tensor, like: Tensor) -> Tensor:
-    """Reshape a ``[B]`` weight to broadcast against a ``[B, ...]`` tensor."""
-    return scale.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def is_usable_gradient(gradient: Tensor) -> str:

@@ -109,8 +109,16 @@ class NaturalGradient(Solver):
             )
 
     def natural_direction(self, problem: AgentProblem, gradient: Tensor) -> tuple[Tensor, float]:
-        """``x = (H + damping I)^-1 g`` by conjugate gradient, and ``x^T (H + damping I) x``."""
+        """``x = (H + damping I)^-1 g`` and ``x^T (H + damping I) x``.
+
+        By conjugate gradient; when ``H`` is diagonal (``AgentProblem.curvature_diagonal``)
+        by exact division, the solution CG converges to.
+        """
         damping = self.cg_damping
+        diagonal = problem.curvature_diagonal()
+        if diagonal is not None:
+            direction = gradient / (diagonal + damping)
+            return direction, float(direction @ gradient)
 
         def matvec(v: Tensor) -> Tensor:
             return problem.fisher_product(v) + damping * v

@@ -95,6 +95,8 @@ def check_rewards(rewards: np.ndarray, agents: Sequence[str] | None) -> None:
     where = f"env copy {int(bad[0])}"
     if rewards.ndim == 2 and agents is not None:
         where += f", agent {agents[int(bad[1])]!r}"
+    else:
+        where += " (the team reward shared by all agents)"
     raise NonFiniteRewardError(
         f"the environment returned a non-finite reward ({rewards[tuple(bad)]!r}) at {where}"
     )
@@ -188,11 +190,6 @@ class JointVectorEnvAdapter(MultiAgentVecEnv):
             )
         obs, reward, terminated, truncated, infos = self.env.step(joint)
         reward = np.asarray(reward, dtype=np.float64).reshape(self.num_envs)
-        agent_rewards = infos.get("agent_rewards") if isinstance(infos, dict) else None
-        check_rewards(
-            np.asarray(agent_rewards, dtype=np.float64) if agent_rewards is not None else reward,
-            self.agents,
-        )
         check_rewards(reward, None)
         agent_obs, state = self._obs(obs)
         terminated = np.asarray(terminated, dtype=bool).reshape(self.num_envs)
@@ -202,8 +199,12 @@ class JointVectorEnvAdapter(MultiAgentVecEnv):
         if done.any() and "final_obs" in infos:
             final_state = state.copy()
             mask = np.asarray(infos.get("_final_obs", done), dtype=bool)
-            for index in np.flatnonzero(mask):
-                final_state[index] = np.asarray(infos["final_obs"][index]).reshape(-1)
+            final_obs = infos["final_obs"]
+            if isinstance(final_obs, np.ndarray) and final_obs.dtype != object:
+                final_state[mask] = final_obs.reshape(self.num_envs, -1)[mask]
+            else:  # Gymnasium's object array of per-env observations
+                for index in np.flatnonzero(mask):
+                    final_state[index] = np.asarray(final_obs[index]).reshape(-1)
         return EnvStep(agent_obs, state, reward, terminated, truncated, final_state)
 
     def get_state(self) -> Any | None:

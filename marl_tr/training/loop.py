@@ -82,7 +82,10 @@ class SequentialTrustRegion:
         """Per-sample advantages ``[N]`` (normalised if configured) and returns ``[T, E]``."""
         with torch.no_grad():
             values = self.critic(batch.states)
-            next_values = self.critic(batch.final_states)
+            if bool(batch.terminated.all()):  # one-step games: nothing to bootstrap from
+                next_values = torch.zeros_like(values)
+            else:
+                next_values = self.critic(batch.final_states)
         advantages, returns = gae(
             batch.rewards, values, next_values, batch.terminated, batch.truncated,
             self.config.gamma, self.config.gae_lambda,
@@ -151,7 +154,7 @@ class SequentialTrustRegion:
         self.previous_params = start_params
         done = [r for r in results if r is not None]
         self.previous_steps = PreviousSteps(
-            radius=radii.copy(),
+            radius=radii,
             divergence=np.array([r.divergence for r in done]),
             improvement=np.array([r.improvement for r in done]),
         )
@@ -160,29 +163,39 @@ class SequentialTrustRegion:
         return metrics
 
     # -- metrics -----------------------------------------------------------------------------
+    def _agent_keys(self, agent: int) -> dict[str, str]:
+        """Column names of one agent's metrics (built once: this runs every iteration)."""
+        cache = self.__dict__.setdefault("_key_cache", {})
+        if agent not in cache:
+            names = ["radius", "divergence", "constraint_ratio", "improvement", "moved",
+                     *self.solver.info_keys, *self.policies[agent].summary()]
+            cache[agent] = {name: f"{name}_{agent}" for name in names}
+        return cache[agent]
+
     def _metrics(
         self, batch: Batch, radii: np.ndarray, order: np.ndarray, results: list[StepResult],
         critic_loss: float,
     ) -> dict[str, Any]:
+        returns = batch.episode_returns
         row: dict[str, Any] = {
             "iteration": self.iteration,
             "reward_mean": float(batch.rewards.mean()),
-            "episode_return_mean": (
-                float(np.mean(batch.episode_returns)) if batch.episode_returns else math.nan
-            ),
+            "episode_return_mean": sum(returns) / len(returns) if returns else math.nan,
             "critic_loss": critic_loss,
-            "order": "".join(f"{a}," for a in order).rstrip(","),
+            "order": ",".join(map(str, order.tolist())),
         }
+        radii_list = radii.tolist()
         for i, result in enumerate(results):
-            row[f"radius_{i}"] = float(radii[i])
-            row[f"divergence_{i}"] = result.divergence
-            row[f"constraint_ratio_{i}"] = result.divergence / float(radii[i])
-            row[f"improvement_{i}"] = result.improvement
-            row[f"moved_{i}"] = int(result.moved)
+            keys = self._agent_keys(i)
+            row[keys["radius"]] = radii_list[i]
+            row[keys["divergence"]] = result.divergence
+            row[keys["constraint_ratio"]] = result.divergence / radii_list[i]
+            row[keys["improvement"]] = result.improvement
+            row[keys["moved"]] = int(result.moved)
             for key in self.solver.info_keys:
-                row[f"{key}_{i}"] = result.info.get(key, math.nan)
+                row[keys[key]] = result.info.get(key, math.nan)
             for key, value in self.policies[i].summary().items():
-                row[f"{key}_{i}"] = value
+                row[keys[key]] = value
         return row
 
     # -- checkpoints -------------------------------------------------------------------------

@@ -100,7 +100,7 @@ class LoopRadiusContext(RadiusContext):
         self._cache: dict[tuple[str, str], object] = {}
 
     def _cached(self, kind: str, divergence: Divergence, compute: Callable[[], object]):
-        key = (kind, divergence.spec())
+        key = (kind, id(divergence))
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]

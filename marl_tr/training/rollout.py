@@ -129,15 +129,18 @@ class Collector:
                 episode_returns.extend(self._returns[done].tolist())
                 self._returns[done] = 0.0
             self._obs, self._state = step.obs, step.state
-        cat = (lambda xs: xs[0]) if self.steps_per_env == 1 else torch.cat
+        if self.steps_per_env == 1:  # one step: no concatenation, just a leading time axis
+            cat, stack = (lambda xs: xs[0]), (lambda xs: xs[0][None])
+        else:
+            cat, stack = torch.cat, np.stack
         return Batch(
             obs=[cat(xs) for xs in obs_steps],
             actions=[cat(xs) for xs in act_steps],
             log_probs=[cat(xs) for xs in logp_steps],
-            states=self._tensor(np.stack(states)),
-            final_states=self._tensor(np.stack(finals)),
-            rewards=torch.as_tensor(np.stack(rewards), dtype=self.dtype),
-            terminated=torch.as_tensor(np.stack(terms)),
-            truncated=torch.as_tensor(np.stack(truncs)),
+            states=self._tensor(stack(states)),
+            final_states=self._tensor(stack(finals)),
+            rewards=torch.as_tensor(stack(rewards), dtype=self.dtype),
+            terminated=torch.as_tensor(stack(terms)),
+            truncated=torch.as_tensor(stack(truncs)),
             episode_returns=episode_returns,
         )
