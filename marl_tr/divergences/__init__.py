@@ -8,6 +8,7 @@ Importing this package registers the built-ins:
 - ``w2`` (:class:`Wasserstein2`): exact W2.
 - ``js``, alias ``jensen_shannon`` (:class:`JensenShannon`): Jensen-Shannon.
 - ``hellinger`` (:class:`Hellinger`): squared Hellinger distance.
+- ``tv``, alias ``total_variation`` (:class:`TotalVariation`): total variation distance.
 
 A user's divergence is one ``Divergence`` subclass with ``@DIVERGENCES.register("name")``
 (see ``docs/extending.md``), or a ``"package.module:Class"`` config string.
@@ -19,6 +20,7 @@ from marl_tr.divergences.base import DIVERGENCES, Divergence
 from marl_tr.divergences.hellinger import Hellinger
 from marl_tr.divergences.jensen_shannon import JensenShannon
 from marl_tr.divergences.kl import KL
+from marl_tr.divergences.total_variation import TotalVariation
 from marl_tr.divergences.wasserstein import Wasserstein1, Wasserstein1Bound, Wasserstein2
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "Divergence",
     "Hellinger",
     "JensenShannon",
+    "TotalVariation",
     "Wasserstein1",
     "Wasserstein1Bound",
     "Wasserstein2",

@@ -6,19 +6,13 @@
     ``JS = int m(x) k(log p(x) - log q(x)) dx``,  ``k(t) = ln 2 - H(sigmoid(t))``,
 
 with ``H`` the binary entropy: ``k`` is even, in ``[0, ln 2)`` and ``~ t^2 / 8`` near 0, so
-every rule below with non-negative weights returns a value in ``[0, ln 2]``.
+every integration rule with non-negative weights returns a value in ``[0, ln 2]``.
 
-- Categoricals: exact.
-- 1-D Gaussians: trapezoid rule on the merged grids ``mean + std * z`` of both
-  distributions (each ``n_nodes`` points on ``[-8, 8]``), normalised by the same rule applied
-  to ``m``. The merged grid resolves both scales even when the standard deviations differ
-  by orders of magnitude, where a Gauss-Hermite rule on either distribution fails.
-  With the default 128 nodes: absolute error below ``2e-4`` (standard deviations up to
-  ``e^4`` apart), relative error about ``3e-5`` near identity; both fall as ``1/n_nodes^2``.
-- Diagonal Gaussians with ``d > 1``: JS does not factor over dimensions; it is
-  ``(E_p[k] + E_q[k]) / 2``, estimated on ``n_samples`` seeded antithetic points shared by
-  both distributions (a fixed Monte Carlo rule, error about ``1 / sqrt(n_samples)``
-  relative).
+It is evaluated as a mean under the mixture (``marl_tr.divergences.mixture``): exactly for
+categoricals; for 1-D Gaussians by a trapezoid rule on the merged grids of both
+distributions (default 128 nodes each: absolute error below ``2e-4`` with standard
+deviations up to ``e^4`` apart, relative error about ``3e-5`` near identity); for diagonal
+Gaussians with ``d > 1`` on a fixed seeded sample set.
 
 The ``"jeffreys_bound"`` method returns the closed-form upper bound
 ``(KL(p || q) + KL(q || p)) / 8``: it holds because the generators satisfy
@@ -37,28 +31,19 @@ from torch import Tensor
 from marl_tr.distributions import ActionDistribution, Categorical, DiagGaussian, Params
 from marl_tr.divergences.base import DIVERGENCES, Divergence
 from marl_tr.divergences.fisher import fisher_vector_product
-from marl_tr.divergences.integration import standard_grid, standard_normal_cloud
 from marl_tr.divergences.kl import kl_divergence
+from marl_tr.divergences.mixture import categorical_mixture_mean, gaussian_mixture_mean
 from marl_tr.validation import check_choice, check_int
 
 __all__ = ["JensenShannon", "categorical_js", "gaussian_js"]
 
 JS_METHODS = ("quadrature", "jeffreys_bound")
-GRID_HALF_WIDTH = 8.0
-LOG_RATIO_CAP = 60.0
 _LOG_2 = math.log(2.0)
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def categorical_js(log_p: Tensor, log_q: Tensor) -> Tensor:
-    """Exact JS between categoricals, ``sum_k m_k k(log p_k - log q_k)``: ``[B, K] -> [B]``.
-
-    Log-ratios are capped at ``+-LOG_RATIO_CAP`` (where ``k`` equals ``ln 2`` to rounding),
-    which also covers actions that one distribution or both never take.
-    """
-    log_ratio = (log_p - log_q).nan_to_num(nan=0.0).clamp(-LOG_RATIO_CAP, LOG_RATIO_CAP)
-    mixture = 0.5 * (log_p.exp() + log_q.exp())
-    return (mixture * js_integrand(log_ratio)).sum(-1)
+    """Exact JS between categoricals from normalised log-probabilities ``[B, K] -> [B]``."""
+    return categorical_mixture_mean(log_p, log_q, js_integrand)
 
 
 def js_integrand(log_ratio: Tensor) -> Tensor:
@@ -73,50 +58,6 @@ def js_integrand(log_ratio: Tensor) -> Tensor:
     ).clamp(0.0, _LOG_2)
 
 
-def _normal_log_density(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    return -0.5 * ((x - mean) / std).square() - torch.log(std) - _HALF_LOG_2PI
-
-
-def _gaussian_js_1d(p: DiagGaussian, q: DiagGaussian, n_nodes: int) -> Tensor:
-    """Trapezoid rule on the merged, sorted grids of ``p`` and ``q`` (``d == 1``): ``[B]``."""
-    nodes = standard_grid(n_nodes, GRID_HALF_WIDTH, p.mean.dtype, p.mean.device)
-    grid = torch.cat((p.mean + p.std * nodes, q.mean + q.std * nodes), dim=-1)
-    grid = torch.sort(grid, dim=-1, stable=True).values  # stable: the faster CPU kernel
-    log_p = _normal_log_density(grid, p.mean, p.std)
-    log_q = _normal_log_density(grid, q.mean, q.std)
-    mixture = 0.5 * (log_p.exp() + log_q.exp())
-    mass = torch.trapezoid(mixture, grid, dim=-1)
-    weighted_mean = torch.trapezoid(mixture * js_integrand(log_p - log_q), grid, dim=-1) / mass
-    return weighted_mean.clamp_max(_LOG_2)  # a mean of values <= ln 2, up to rounding
-
-
-def _log_density_ratio_on_nodes(
-    mean_a: Tensor, std_a: Tensor, mean_b: Tensor, std_b: Tensor, nodes: Tensor
-) -> Tensor:
-    """``log N_b(x) - log N_a(x)`` at ``x = mean_a + std_a * z`` for every node ``z``.
-
-    Args:
-        mean_a, std_a, mean_b, std_b: ``[B, d]``.
-        nodes: ``[n, d]``.
-
-    Returns:
-        ``[B, n]`` (summed over dimensions); exactly 0 when ``a == b``.
-    """
-    z = nodes.unsqueeze(0)
-    std_step = std_a - std_b
-    # x standardised under b is z + shift.
-    shift = ((mean_a - mean_b).unsqueeze(1) + std_step.unsqueeze(1) * z) / std_b.unsqueeze(1)
-    log_std_ratio = torch.log1p(std_step / std_b).sum(-1, keepdim=True)
-    return log_std_ratio - (shift * (z + 0.5 * shift)).sum(-1)
-
-
-def _gaussian_js_sampled(p: DiagGaussian, q: DiagGaussian, nodes: Tensor) -> Tensor:
-    """``(E_p[k] + E_q[k]) / 2`` on the shared standard-normal points ``nodes [n, d]``."""
-    under_p = js_integrand(_log_density_ratio_on_nodes(p.mean, p.std, q.mean, q.std, nodes))
-    under_q = js_integrand(_log_density_ratio_on_nodes(q.mean, q.std, p.mean, p.std, nodes))
-    return 0.5 * (under_p.mean(-1) + under_q.mean(-1))
-
-
 def gaussian_js(
     p: DiagGaussian, q: DiagGaussian, n_nodes: int = 128, n_samples: int = 512, seed: int = 0
 ) -> Tensor:
@@ -125,11 +66,8 @@ def gaussian_js(
     Returns:
         ``[B]``, in ``[0, ln 2]``, differentiable in both distributions' parameters.
     """
-    dim = p.mean.shape[-1]
-    if dim == 1:
-        return _gaussian_js_1d(p, q, n_nodes)
-    nodes = standard_normal_cloud(n_samples, dim, seed, p.mean.dtype, p.mean.device)
-    return _gaussian_js_sampled(p, q, nodes)
+    value = gaussian_mixture_mean(p, q, js_integrand, n_nodes, n_samples, seed)
+    return value.clamp_max(_LOG_2)  # a mean of values <= ln 2, up to rounding
 
 
 @DIVERGENCES.register("js", aliases=("jensen_shannon",))

@@ -31,8 +31,10 @@ def _with_grad(dist: ActionDistribution) -> tuple[ActionDistribution, tuple[torc
 
 
 def test_the_builtins_are_registered():
-    assert NAMES == ["hellinger", "js", "kl", "w1", "w1_bound", "w2"]
-    assert DIVERGENCES.aliases() == {"jensen_shannon": "js", "wasserstein": "w1"}
+    assert NAMES == ["hellinger", "js", "kl", "tv", "w1", "w1_bound", "w2"]
+    assert DIVERGENCES.aliases() == {
+        "jensen_shannon": "js", "total_variation": "tv", "wasserstein": "w1"
+    }
 
 
 @pytest.mark.parametrize("name", NAMES)

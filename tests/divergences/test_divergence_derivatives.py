@@ -29,6 +29,9 @@ FORMULAS = [
     ("js:method=jeffreys_bound", "categorical", 5),
     ("hellinger", "gaussian", 3),
     ("hellinger", "categorical", 5),
+    ("tv", "gaussian", 1),
+    ("tv:n_samples=64", "gaussian", 2),
+    ("tv", "categorical", 5),
 ]
 ANALYTIC_GRADIENTS = [case for case in FORMULAS if case[0].split(":")[0] in ("kl", "w1_bound")]
 ANALYTIC_GRADIENTS += [("w1", "gaussian", 3), ("w1", "categorical", 5)]
