@@ -25,6 +25,20 @@ def random_categoricals(
     return Categorical(1.5 * torch.randn(batch, num_actions, generator=generator, dtype=dtype))
 
 
+def marginals(dist: DiagGaussian) -> list[DiagGaussian]:
+    """The 1-D marginals of a diagonal Gaussian, one ``[B, 1]`` distribution per dimension."""
+    return [
+        DiagGaussian(dist.mean[:, k : k + 1], dist.std[:, k : k + 1])
+        for k in range(dist.mean.shape[-1])
+    ]
+
+
+@pytest.fixture
+def split_dimensions():
+    """``split_dimensions(dist)``: the 1-D marginals of a diagonal Gaussian."""
+    return marginals
+
+
 @pytest.fixture
 def gaussians():
     """Factory ``gaussians(batch, dim, seed)``."""

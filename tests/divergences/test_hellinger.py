@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from marl_tr.distributions import Categorical, DiagGaussian
+from marl_tr.distributions import Categorical
 from marl_tr.divergences import Divergence, Hellinger
 
 
@@ -32,14 +32,10 @@ def test_gaussian_matches_integral_of_root_density_product(gaussians):
     np.testing.assert_allclose(Hellinger()(p, q).numpy(), reference, atol=1e-10)
 
 
-def test_diagonal_gaussian_multiplies_coefficients(gaussians):
+def test_diagonal_gaussian_multiplies_coefficients(gaussians, split_dimensions):
     p, q = gaussians(10, 3, seed=52), gaussians(10, 3, seed=53)
     per_dimension = [
-        Hellinger()(
-            DiagGaussian(p.mean[:, k : k + 1], p.std[:, k : k + 1]),
-            DiagGaussian(q.mean[:, k : k + 1], q.std[:, k : k + 1]),
-        )
-        for k in range(3)
+        Hellinger()(p_k, q_k) for p_k, q_k in zip(split_dimensions(p), split_dimensions(q))
     ]
     coefficient = torch.stack([1.0 - h for h in per_dimension]).prod(0)
     torch.testing.assert_close(Hellinger()(p, q), 1.0 - coefficient)

@@ -59,14 +59,11 @@ def test_equal_stds_give_the_mean_gap_and_equal_means_the_folded_std():
     torch.testing.assert_close(value, expected)
 
 
-def test_diagonal_w1_is_the_sum_over_dimensions(gaussians):
+def test_diagonal_w1_is_the_sum_over_dimensions(gaussians, split_dimensions):
     old, new = gaussians(8, 3, seed=15), gaussians(8, 3, seed=16)
     per_dimension = [
-        Wasserstein1()(
-            DiagGaussian(old.mean[:, k : k + 1], old.std[:, k : k + 1]),
-            DiagGaussian(new.mean[:, k : k + 1], new.std[:, k : k + 1]),
-        )
-        for k in range(3)
+        Wasserstein1()(old_k, new_k)
+        for old_k, new_k in zip(split_dimensions(old), split_dimensions(new))
     ]
     torch.testing.assert_close(Wasserstein1()(old, new), sum(per_dimension))
 
@@ -116,18 +113,14 @@ def test_pot_euclidean_path_reduces_to_one_dimension_when_one_coordinate_moves()
     torch.testing.assert_close(euclidean, one_dimensional, rtol=3e-2, atol=0.0)
 
 
-def test_pot_euclidean_path_lies_between_its_projections_and_the_l1_value(gaussians):
+def test_pot_euclidean_path_lies_between_its_projections_and_the_l1_value(
+    gaussians, split_dimensions
+):
     old, new = gaussians(4, 2, seed=19), gaussians(4, 2, seed=20)
     euclidean = Wasserstein1(method="pot", ground="l2", n_samples=200)(old, new)
     manhattan = Wasserstein1()(old, new)
     largest_marginal = torch.stack(
-        [
-            Wasserstein1()(
-                DiagGaussian(old.mean[:, k : k + 1], old.std[:, k : k + 1]),
-                DiagGaussian(new.mean[:, k : k + 1], new.std[:, k : k + 1]),
-            )
-            for k in range(2)
-        ]
+        [Wasserstein1()(o, n) for o, n in zip(split_dimensions(old), split_dimensions(new))]
     ).amax(0)
     assert (euclidean <= manhattan * 1.03).all()
     assert (euclidean >= largest_marginal * 0.97).all()
