@@ -49,7 +49,8 @@ class Linearization(ABC):
     """The map ``theta -> dist.params()`` linearised at the current ``theta`` on a batch.
 
     Attributes:
-        dist: the (detached) distribution at the current parameters.
+        dist: the distribution at the current parameters: detached, and a snapshot (it does
+            not change when the parameters are written afterwards).
         separable: each parameter moves exactly one distribution-parameter column of its
             own, identically for every state (so a diagonal distribution-space Hessian stays
             diagonal in parameter space).
@@ -397,10 +398,10 @@ class _StateIndependentGaussianLinearization(Linearization):
     separable = True
 
     def __init__(self, policy: GaussianPolicy, batch: int) -> None:
-        with torch.no_grad():
-            rho = policy.rho.detach()
+        with torch.no_grad():  # clone: a snapshot, not a view of parameters the solver moves
+            rho = policy.rho.detach().clone()
             self._dstd = policy.std_parameterisation.derivative(rho)
-            mean = policy.mean.detach().expand(batch, policy.act_dim)
+            mean = policy.mean.detach().clone().expand(batch, policy.act_dim)
             std = policy.std_parameterisation.std(rho).expand(batch, policy.act_dim)
         self.dist = DiagGaussian(mean, std)
         self._batch = batch
@@ -495,7 +496,9 @@ class _FreeLogitsLinearization(Linearization):
     separable = True
 
     def __init__(self, policy: CategoricalPolicy, batch: int) -> None:
-        self.dist = Categorical(policy.logits.detach().expand(batch, policy.num_actions))
+        # clone: a snapshot, not a view of the parameters the solver moves
+        logits = policy.logits.detach().clone()
+        self.dist = Categorical(logits.expand(batch, policy.num_actions))
         self._shape = (batch, policy.num_actions)
 
     def jvp(self, vector: Tensor) -> Params:

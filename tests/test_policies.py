@@ -198,12 +198,6 @@ def test_std_inverse_refuses_values_off_the_range(name, kwargs, std, message):
         STD_PARAMETERISATIONS.build(name, **kwargs).inverse(std)
 
 
-@pytest.mark.xfail(
-    reason="BUG: a state-independent policy's distribution() and linearize().dist share "
-    "storage with its parameters (mean.expand / logits.detach().expand), so "
-    "AgentProblem.old_dist changes when the solver writes new parameters",
-    strict=True,
-)
 @pytest.mark.parametrize("name", ["gaussian-log_std", "categorical-free"])
 def test_agent_problem_old_distribution_is_a_snapshot(name):
     policy = POLICIES[name]()

@@ -142,8 +142,6 @@ def test_natural_gradient_step_lands_on_kl_radius(radius, rtol):
     assert kl == pytest.approx(radius, rel=rtol)
 
 
-@pytest.mark.xfail(reason="BUG: the reported divergence " + "is measured against an old "
-                   "distribution that aliases the new mean (see test_policies)", strict=True)
 def test_natural_gradient_without_line_search_reports_the_kl_it_reached():
     problem = gaussian_problem(1e-3, seed=3)
     m, s, *_ = numpy_state(problem)
@@ -214,15 +212,8 @@ def test_natural_gradient_line_search_backtracks_by_the_coefficient():
 # ---------------------------------------------------------------------------------------
 # primal-dual (eqs. 16-18) against an autograd reference
 # ---------------------------------------------------------------------------------------
-ALIASING = (
-    "BUG: AgentProblem.old_dist aliases the storage of a state-independent policy's mean "
-    "(policies.py _StateIndependentGaussianLinearization: policy.mean.detach().expand), so "
-    "once the solver writes new parameters the 'old' mean is the new one and E D(old, new) "
-    "ignores the mean's move"
-)
 POLICY_KINDS = [
-    pytest.param((), id="state-independent", marks=pytest.mark.xfail(reason=ALIASING,
-                                                                      strict=True)),
+    pytest.param((), id="state-independent"),
     pytest.param((4,), id="mlp"),
 ]
 

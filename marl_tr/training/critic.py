@@ -47,11 +47,19 @@ def gae(
 def normalize(advantages: Tensor, eps: float = 1e-8) -> Tensor:
     """``(A - mean) / (std + eps)``. All-equal advantages become exactly zero (no step).
 
+    "All equal" includes a spread at the level of floating-point rounding (the mean of 30
+    copies of 0.1 is not exactly 0.1 in float32): a std below ``16 * machine epsilon`` times
+    the largest magnitude carries no signal and gives zeros rather than amplified noise.
+
     In a one-step game with a constant state this cancels any state-independent baseline,
     so the critic then has no effect on the update.
     """
     centred = advantages - advantages.mean()
-    return centred / (centred.pow(2).mean().sqrt() + eps)
+    std = centred.square().mean().sqrt()
+    rounding = 16.0 * torch.finfo(advantages.dtype).eps * advantages.abs().max()
+    if not bool(std > rounding):
+        return torch.zeros_like(advantages)
+    return centred / (std + eps)
 
 
 class Critic(nn.Module):
