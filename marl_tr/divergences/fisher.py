@@ -2,8 +2,9 @@
 
 Every divergence that is smooth at identity (KL, Jensen-Shannon, squared Hellinger) has a
 Hessian at ``new == old`` equal to a multiple of the Fisher information ``F`` of ``old``:
-``F`` for KL in either direction, ``F / 4`` for JS and for ``H^2 = 1 - BC``. Their analytic
-``hvp`` is therefore one call of :func:`fisher_vector_product` with that multiple.
+``F`` for KL in either direction, ``F / 4`` for JS and for ``H^2 = 1 - BC``. They inherit
+:class:`FisherCurvature`, whose analytic ``hvp`` is one call of
+:func:`fisher_vector_product` with that multiple.
 
 Coordinates are those of ``ActionDistribution.params()``:
 
@@ -14,9 +15,12 @@ Coordinates are those of ``ActionDistribution.params()``:
 
 from __future__ import annotations
 
-from marl_tr.distributions import ActionDistribution, Categorical, DiagGaussian, Params
+from typing import ClassVar
 
-__all__ = ["fisher_vector_product"]
+from marl_tr.distributions import ActionDistribution, Categorical, DiagGaussian, Params
+from marl_tr.divergences.base import Divergence
+
+__all__ = ["FisherCurvature", "fisher_vector_product"]
 
 
 def fisher_vector_product(
@@ -53,3 +57,22 @@ def fisher_vector_product(
     raise ValueError(
         f"No Fisher information for {type(dist).__name__}; known: DiagGaussian, Categorical"
     )
+
+
+class FisherCurvature(Divergence):
+    """Base for divergences whose Hessian at identity is ``fisher_scale`` times ``F(old)``.
+
+    Provides the analytic ``hvp`` (no autograd) and ``diagonal_hessian`` (true for diagonal
+    Gaussians, whose Fisher information is diagonal in ``(mean, std)``). Subclasses set
+    ``fisher_scale`` and must be smooth at identity.
+    """
+
+    smooth_at_identity = True
+    fisher_scale: ClassVar[float] = 1.0
+
+    def hvp(self, old: ActionDistribution, tangent: Params) -> Params:
+        self.check_supported(old)
+        return fisher_vector_product(old, tangent, self.fisher_scale)
+
+    def diagonal_hessian(self, dist: ActionDistribution) -> bool:
+        return isinstance(dist, DiagGaussian)

@@ -18,15 +18,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from marl_tr.distributions import ActionDistribution, Categorical, DiagGaussian, Params
-from marl_tr.divergences.base import DIVERGENCES, Divergence
-from marl_tr.divergences.fisher import fisher_vector_product
+from marl_tr.distributions import ActionDistribution, Categorical, DiagGaussian
+from marl_tr.divergences.base import DIVERGENCES
+from marl_tr.divergences.fisher import FisherCurvature
 
 __all__ = ["Hellinger"]
 
 
 @DIVERGENCES.register("hellinger")
-class Hellinger(Divergence):
+class Hellinger(FisherCurvature):
     """Squared Hellinger distance ``1 - BC(old, new)`` (symmetric, smooth, closed form).
 
     Computed as ``-expm1(log BC)`` for Gaussians and as ``sum (sqrt p - sqrt q)^2 / 2`` for
@@ -37,7 +37,7 @@ class Hellinger(Divergence):
     supports_continuous = True
     supports_discrete = True
     symmetric = True
-    smooth_at_identity = True
+    fisher_scale = 0.25
     closed_form = True
     supported_distributions = (DiagGaussian, Categorical)
 
@@ -50,7 +50,3 @@ class Hellinger(Divergence):
             (old.std - new.std).square() / (2.0 * old.std * new.std)
         ) - (old.mean - new.mean).square() / (4.0 * var_sum)
         return -torch.expm1(log_bc.sum(-1))
-
-    def hvp(self, old: ActionDistribution, tangent: Params) -> Params:
-        self.check_supported(old)
-        return fisher_vector_product(old, tangent, scale=0.25)

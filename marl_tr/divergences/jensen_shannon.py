@@ -28,9 +28,9 @@ import math
 import torch
 from torch import Tensor
 
-from marl_tr.distributions import ActionDistribution, Categorical, DiagGaussian, Params
-from marl_tr.divergences.base import DIVERGENCES, Divergence
-from marl_tr.divergences.fisher import fisher_vector_product
+from marl_tr.distributions import ActionDistribution, Categorical, DiagGaussian
+from marl_tr.divergences.base import DIVERGENCES
+from marl_tr.divergences.fisher import FisherCurvature
 from marl_tr.divergences.kl import kl_divergence
 from marl_tr.divergences.mixture import categorical_mixture_mean, gaussian_mixture_mean
 from marl_tr.validation import check_choice, check_int
@@ -71,7 +71,7 @@ def gaussian_js(
 
 
 @DIVERGENCES.register("js", aliases=("jensen_shannon",))
-class JensenShannon(Divergence):
+class JensenShannon(FisherCurvature):
     """Jensen-Shannon divergence between the old and the new policy.
 
     Args:
@@ -92,7 +92,7 @@ class JensenShannon(Divergence):
     supports_continuous = True
     supports_discrete = True
     symmetric = True
-    smooth_at_identity = True
+    fisher_scale = 0.25
     supported_distributions = (DiagGaussian, Categorical)
 
     def __init__(
@@ -110,7 +110,3 @@ class JensenShannon(Divergence):
         if isinstance(old, Categorical):
             return categorical_js(old.log_probs, new.log_probs)
         return gaussian_js(old, new, self.n_nodes, self.n_samples, self.seed)
-
-    def hvp(self, old: ActionDistribution, tangent: Params) -> Params:
-        self.check_supported(old)
-        return fisher_vector_product(old, tangent, scale=0.25)

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from marl_tr.distributions import ActionDistribution, Categorical, DiagGaussian, Params
-from marl_tr.divergences.base import DIVERGENCES, Divergence
-from marl_tr.divergences.fisher import fisher_vector_product
+from marl_tr.divergences.base import DIVERGENCES
+from marl_tr.divergences.fisher import FisherCurvature
 from marl_tr.validation import check_choice
 
 __all__ = ["KL", "categorical_kl", "gaussian_kl", "kl_divergence"]
@@ -74,7 +74,7 @@ def kl_divergence(p: ActionDistribution, q: ActionDistribution) -> Tensor:
 
 
 @DIVERGENCES.register("kl")
-class KL(Divergence):
+class KL(FisherCurvature):
     """Kullback-Leibler divergence between the old and the new policy.
 
     HATRPO's trust region: the paper's per-agent constraint (eq. 3) with KL in place of W1.
@@ -96,7 +96,6 @@ class KL(Divergence):
 
     supports_continuous = True
     supports_discrete = True
-    smooth_at_identity = True
     closed_form = True
     supported_distributions = (DiagGaussian, Categorical)
 
@@ -130,7 +129,3 @@ class KL(Divergence):
         )
         mean_log_ratio = (probs_new * log_ratio).sum(-1, keepdim=True)
         return (probs_new * (log_ratio - mean_log_ratio),)
-
-    def hvp(self, old: ActionDistribution, tangent: Params) -> Params:
-        self.check_supported(old)
-        return fisher_vector_product(old, tangent)

@@ -112,3 +112,26 @@ def test_grad_new_checks_its_arguments(gaussians):
     old, wider = gaussians(2, 1, seed=0), gaussians(2, 2, seed=0)
     with pytest.raises(ValueError, match=r"Mismatched distributions for KL: mean has shape"):
         DIVERGENCES.build("kl").grad_new(old, wider)
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+@pytest.mark.parametrize("name", DIVERGENCES.names())
+def test_diagonal_hessian_claim_holds(name, dim, gaussians, categoricals):
+    """Where a divergence claims a diagonal Hessian, ``hvp(t) == hvp(ones) * t``."""
+    divergence = DIVERGENCES.build(name)
+    categorical = categoricals(3, 4, seed=62)
+    assert not divergence.diagonal_hessian(categorical)  # diag(p) - p p^T is not diagonal
+    gaussian = gaussians(3, dim, seed=63)
+    claims = divergence.diagonal_hessian(gaussian)
+    assert claims == divergence.smooth_at_identity
+    if claims:
+        if "n_samples" in divergence.config():  # a sample rule: make its Hessian accurate
+            divergence = DIVERGENCES.build(name, n_samples=50_000)
+        generator = torch.Generator().manual_seed(2)
+        tangent = tuple(
+            torch.randn(3, dim, generator=generator, dtype=torch.float64) for _ in range(2)
+        )
+        diagonal = divergence.hvp(gaussian, tuple(torch.ones_like(t) for t in tangent))
+        reference = Divergence.hvp(divergence, gaussian, tangent)
+        for diag_part, tangent_part, exact in zip(diagonal, tangent, reference):
+            torch.testing.assert_close(diag_part * tangent_part, exact, rtol=0.05, atol=0.02)
