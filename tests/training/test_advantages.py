@@ -117,3 +117,12 @@ def test_linear_critic_closed_form_equals_autograd_sgd():
 def test_critic_starts_at_zero():
     critic = Critic(3, hidden=(4,))
     assert torch.equal(critic(torch.randn(5, 3)), torch.zeros(5))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normalize_keeps_a_small_real_spread(dtype):
+    """A spread far below 1 but far above rounding is signal: it normalises to +-1."""
+    x = torch.tensor([1000.0, 1000.25] * 15, dtype=dtype)
+    out = normalize(x)
+    torch.testing.assert_close(out, torch.tensor([-1.0, 1.0] * 15, dtype=dtype),
+                               rtol=1e-6, atol=1e-6)
