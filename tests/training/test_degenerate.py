@@ -108,6 +108,18 @@ def test_non_finite_reward_from_a_parallel_env_stops_the_run(plugins, tmp_path, 
     assert [row["iteration"] for row in rows] == [0.0, 1.0, 2.0]
 
 
+def test_non_finite_reward_in_the_first_batch_names_the_agent(plugins, tmp_path):
+    """A PettingZoo env's per-agent rewards: the error names the agent (first batch, so it
+    is raised before any critic work)."""
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"^iteration 0: the environment returned a "
+                       r"non-finite reward .*nan.* at env copy 0, agent 'agent_2'"):
+        marl_tr.train(env="loop_plugins:toy_env",
+                      env_kwargs={"n": 3, "bad_step": 0, "bad_agent": 2}, iterations=5,
+                      batch_size=4, run_dir=str(run_dir))
+    assert TrainConfig.from_yaml(run_dir / "config.yaml").env == "loop_plugins:toy_env"
+
+
 def test_non_finite_reward_from_a_vector_env_stops_the_run(monkeypatch, tmp_path):
     from marl_tr_envs import DiffGameVectorEnv
 
