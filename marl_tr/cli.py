@@ -4,6 +4,8 @@
     marl-tr train --divergence js --radius kkt --solver natural_gradient
     marl-tr train --resume runs/my-run --iterations 2000
     marl-tr list                      # every registered divergence, scheduler, solver, ...
+    marl-tr sweep --presets hatrpo,wmatrpo-caatr --seeds 5 --grid n=3,5   # see experiments
+    marl-tr reproduce table3 --out results/table3                         # and figure1, ...
 
 Every ``TrainConfig`` field is a ``--flag``; ``marl-tr train --help`` documents them all.
 Everything is validated before any work starts; a bad value exits with status 2 and a
@@ -120,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
                          choices=("all", "divergences", "radius", "solvers", "presets",
                                   "policies", "envs"))
     listing.set_defaults(handler=_list)
+
+    from marl_tr.experiments.cli import add_experiment_commands
+
+    add_experiment_commands(commands)  # sweep, reproduce
     return parser
 
 

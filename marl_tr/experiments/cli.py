@@ -1,0 +1,294 @@
+"""The ``marl-tr sweep`` and ``marl-tr reproduce`` subcommands.
+
+    marl-tr sweep --presets hatrpo,wmatrpo-caatr --seeds 5 --grid n=3,5 --set iterations=500 \\
+        --out results/sweep.csv
+    marl-tr reproduce table3 --seeds 5 --out results/table3
+    marl-tr reproduce figure1 --out results/figure1
+    marl-tr reproduce basin-gap --gaps 2,3,4 --sigmas paper 1.0 --out results/basin_gap
+    marl-tr reproduce all --out docs/results
+
+Interrupt any of them (Ctrl-C) and rerun the same command: finished cells are kept and
+skipped. ``build_parser`` in ``marl_tr.cli`` registers them with ``add_experiment_commands``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from marl_tr.registry import _split_top_level, parse_kwargs, parse_value
+
+__all__ = ["add_experiment_commands"]
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def _grid_item(text: str) -> tuple[str, list[Any]]:
+    key, value = _assignment(text)
+    parts = [part for part in _split_top_level(value, ",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"no values in {text!r}")
+    return key, [parse_value(part) for part in parts]
+
+
+def _set_item(text: str) -> tuple[str, Any]:
+    key, value = _assignment(text)
+    return key, parse_value(value)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 3,5,7, got {text!r}") from None
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 2,3,4, got {text!r}") from None
+
+
+def _sigma(text: str) -> Any:
+    if text.strip().lower() == "paper":
+        return "paper"
+    values = _float_list(text)
+    return values[0] if len(values) == 1 else values
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in _split_top_level(text, ",") if part.strip()]
+
+
+def _kwargs(text: str) -> dict[str, Any]:
+    try:
+        return parse_kwargs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_run_options(parser: argparse.ArgumentParser, *, backend: bool = True) -> None:
+    group = parser.add_argument_group("how to run")
+    group.add_argument("--workers", type=int, default=None,
+                       help="parallel runs (default: the number of cores; 1: in this process)")
+    if backend:
+        group.add_argument("--backend", choices=("local", "ray"), default="local",
+                           help="local process pool, or Ray Tune trials (pip install "
+                           "'marl_tr[ray]') (default: local)")
+        group.add_argument("--ray-address", default=None,
+                           help="a running Ray cluster (--backend ray; default: a local one)")
+        group.add_argument("--quiet", action="store_true", help="no per-cell progress lines")
+
+
+def _add_budget(parser: argparse.ArgumentParser, *, seeds: bool = True,
+                presets: bool = True) -> None:
+    group = parser.add_argument_group("budget (Table 2 by default)")
+    group.add_argument("--iterations", type=int, default=4000,
+                       help="training iterations per run (default: 4000)")
+    group.add_argument("--batch-size", type=int, default=30,
+                       help="joint transitions per iteration (default: 30)")
+    if seeds:
+        group.add_argument("--seeds", default="5",
+                           help="a count (5 = seeds 0-4), a range 3-7 or a list 0,4,9 "
+                           "(default: 5; at least 5 for the real table)")
+    if presets:
+        group.add_argument("--presets", type=_names, default=None,
+                           help="comma-separated presets (default: hatrpo, hatrpo-caatr, "
+                           "wmatrpo-caatr)")
+
+
+def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"workers": args.workers, "backend": args.backend,
+            "ray_address": args.ray_address, "echo": not args.quiet}
+
+
+def _optional(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """Exit 130 on Ctrl-C (finished cells kept) and 1 on failed cells."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except KeyboardInterrupt:
+            print("\ninterrupted: finished cells are kept; rerun the same command to resume",
+                  file=sys.stderr)
+            return 130
+        except RuntimeError as exc:
+            print(f"marl-tr: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+# -- handlers ------------------------------------------------------------------------------------
+def _sweep(args: argparse.Namespace) -> int:
+    from marl_tr.experiments.report import fmt, fmt_vector, markdown_table
+    from marl_tr.experiments.sweeps import sweep
+
+    grid = dict(args.grid or [])
+    fixed = dict(args.set or [])
+    if args.iterations is not None:
+        fixed["iterations"] = args.iterations
+    outcome = sweep(args.presets, args.seeds, env=args.env, grid=grid, fixed=fixed,
+                    results=args.out, **_run_kwargs(args))
+    print(markdown_table(
+        ["preset", "env kwargs", "overrides", "seed", "final means", "distance", "E[r]",
+         "left basin", "ratio mean / max", "wall s"],
+        [[row["preset"], str(row["env_kwargs"]), str(row["overrides"]), str(row["seed"]),
+          fmt_vector(row["final_means"]), fmt(row["distance"]), fmt(row["expected_reward"], 4),
+          fmt(row["left_basin_fraction"], 2),
+          f"{fmt(row['overshoot_mean'], 2)} / {fmt(row['overshoot_max'], 2)}",
+          fmt(row["wall_time"], 1)] for row in outcome.rows],
+    ))
+    print(f"\n{len(outcome.ran)} cell(s) run, {len(outcome.skipped)} already finished; "
+          f"results: {outcome.path}")
+    for key, message in outcome.failed.items():
+        print(f"FAILED {key}: {message}", file=sys.stderr)
+    return 1 if outcome.failed else 0
+
+
+def _print_experiment(result: Any) -> None:
+    print(result.markdown)
+    for kind, path in result.files.items():
+        print(f"{kind}: {path}")
+
+
+def _table3(args: argparse.Namespace) -> int:
+    from marl_tr.experiments.paper import reproduce_table3
+
+    result = reproduce_table3(iterations=args.iterations, batch_size=args.batch_size,
+                              seeds=args.seeds, out=args.out, **_optional(args, "n", "presets"),
+                              **_run_kwargs(args))
+    _print_experiment(result)
+    return 0
+
+
+def _basin_gap(args: argparse.Namespace) -> int:
+    from marl_tr.experiments.paper import reproduce_basin_gap
+
+    result = reproduce_basin_gap(
+        iterations=args.iterations, batch_size=args.batch_size, seeds=args.seeds,
+        out=args.out, **_optional(args, "n", "presets", "gaps", "sigmas"), **_run_kwargs(args))
+    _print_experiment(result)
+    return 0
+
+
+def _figure1(args: argparse.Namespace) -> int:
+    from marl_tr.experiments.figure import reproduce_figure1
+
+    figure = reproduce_figure1(iterations=args.iterations, batch_size=args.batch_size,
+                               seed=args.seed, out=args.out, workers=args.workers,
+                               env_kwargs=args.env_kwargs,
+                               **_optional(args, "presets"))
+    print((figure.files["markdown"]).read_text())
+    for kind, path in figure.files.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def _all(args: argparse.Namespace) -> int:
+    from marl_tr.experiments.reproduce import reproduce_all
+
+    reproduce_all(out=args.out, iterations=args.iterations, batch_size=args.batch_size,
+                  seeds=args.seeds, **_run_kwargs(args))
+    print(f"written: {Path(args.out) / 'README.md'} (and table3/, figure1/, basin_gap/)")
+    return 0
+
+
+# -- registration ---------------------------------------------------------------------------------
+def _add_sweep(commands: Any) -> None:
+    parser = commands.add_parser(
+        "sweep", help="run presets x seeds x grids, resumable, in parallel",
+        description="Run every cell of presets x seeds x grid (env keywords and TrainConfig "
+        "fields) and append each finished cell to one results CSV; a rerun skips finished "
+        "cells. Everything is checked before the first run.",
+    )
+    parser.add_argument("--presets", type=_names, required=True,
+                        help="comma-separated presets, e.g. hatrpo,wmatrpo-caatr")
+    parser.add_argument("--seeds", default="1",
+                        help="a count (5 = seeds 0-4), a range 3-7 or a list 0,4,9 (default: 1)")
+    parser.add_argument("--env", default="DiffGame-v0", help="env id (default: DiffGame-v0)")
+    parser.add_argument("--grid", type=_grid_item, action="append", metavar="KEY=V1,V2",
+                        help="sweep KEY over values (an env keyword or a TrainConfig field); "
+                        "brackets group: sigma=(1,3,1),1.0 is two values. Repeatable")
+    parser.add_argument("--set", type=_set_item, action="append", metavar="KEY=VALUE",
+                        help="fix KEY to one value in every cell (sigma=(1,3,1) is one "
+                        "value). Repeatable")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="training iterations per cell (default: TrainConfig's)")
+    parser.add_argument("--out", type=Path, default=Path("results/sweep.csv"),
+                        help="the results CSV (default: results/sweep.csv)")
+    _add_run_options(parser)
+    parser.set_defaults(handler=_guarded(_sweep))
+
+
+def _add_reproduce(commands: Any) -> None:
+    parser = commands.add_parser(
+        "reproduce", help="reproduce the paper: table3, figure1, basin-gap or all",
+        description="Reproduce the paper's experiments (Table 2's settings by default).",
+    )
+    targets = parser.add_subparsers(dest="target", required=True, metavar="TARGET")
+
+    table3 = targets.add_parser("table3", help="Table 3: 3 methods x n = 3, 5, 7, 9 x seeds",
+                                description="Table 3 (resumable: rerun to continue).")
+    _add_budget(table3)
+    table3.add_argument("--n", type=_int_list, default=None,
+                        help="team sizes, some of 3,5,7,9 (default: all)")
+    table3.add_argument("--out", type=Path, default=Path("results/table3"),
+                        help="output directory (default: results/table3)")
+    _add_run_options(table3)
+    table3.set_defaults(handler=_guarded(_table3))
+
+    figure1 = targets.add_parser("figure1", help="Figure 1: 2-agent paths over the contours",
+                                 description="Figure 1: the 2-agent game, one run per method.")
+    _add_budget(figure1, seeds=False)
+    figure1.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
+    figure1.add_argument("--env-kwargs", type=_kwargs, default=None,
+                         help="game keywords besides n=2, e.g. sigma=1.0")
+    figure1.add_argument("--out", type=Path, default=Path("results/figure1"),
+                         help="output directory (default: results/figure1)")
+    _add_run_options(figure1, backend=False)
+    figure1.set_defaults(handler=_guarded(_figure1))
+
+    gap = targets.add_parser(
+        "basin-gap", help="which presets reach the truly higher peak, by basin_gap and sigma",
+        description="Vary basin_gap and sigma; report which presets reach the higher peak "
+        "(judged by expected reward).")
+    _add_budget(gap)
+    gap.add_argument("--gaps", type=_float_list, default=None,
+                     help="basin_gap values (default: 2,3,4)")
+    gap.add_argument("--sigmas", type=_sigma, nargs="+", default=None,
+                     help="far-bump widths: 'paper', one number for every agent, or per-agent "
+                     "numbers 1,3,1 (default: paper 1.0)")
+    gap.add_argument("--n", type=_int_list, default=None, help="team size(s) (default: 3)")
+    gap.add_argument("--out", type=Path, default=Path("results/basin_gap"),
+                     help="output directory (default: results/basin_gap)")
+    _add_run_options(gap)
+    gap.set_defaults(handler=_guarded(_basin_gap))
+
+    everything = targets.add_parser("all", help="all of the above into one directory",
+                                    description="Table 3, Figure 1 and the basin-gap study, "
+                                    "with an index README.md.")
+    _add_budget(everything, presets=False)
+    everything.add_argument("--out", type=Path, default=Path("docs/results"),
+                            help="output directory (default: docs/results)")
+    _add_run_options(everything)
+    everything.set_defaults(handler=_guarded(_all))
+
+
+def add_experiment_commands(commands: Any) -> None:
+    """Register ``sweep`` and ``reproduce`` on ``marl-tr``'s subparsers."""
+    _add_sweep(commands)
+    _add_reproduce(commands)

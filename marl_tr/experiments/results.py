@@ -1,0 +1,193 @@
+"""The results CSV of a sweep: one row per finished cell, appended as soon as it finishes.
+
+The file is the sweep's memory: a rerun reads it and skips every cell whose ``key`` is in it.
+Each row is written with one ``write`` call, flushed and ``fsync``-ed under an exclusive lock,
+so an interrupted sweep loses no finished row; a row torn by a hard kill (a last line with no
+newline) is dropped when the file is next opened. Floats are written with ``repr`` (they read
+back bit for bit), lists and mappings as JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COLUMNS", "ResultsFile", "format_row", "parse_row"]
+
+#: The results CSV's columns and how each is stored: str, int, float, bool or json.
+COLUMNS: dict[str, str] = {
+    "key": "str",                   # stable hash of the cell (preset, env, kwargs, seed, overrides)
+    "preset": "str",
+    "env": "str",
+    "env_kwargs": "json",           # the env keywords of the cell
+    "overrides": "json",            # TrainConfig fields the cell sets (iterations, batch_size, ...)
+    "seed": "int",
+    "n_agents": "int",
+    "iterations": "int",            # resolved
+    "batch_size": "int",            # resolved
+    "final_means": "json",          # per agent (a list of lists for multi-dim actions)
+    "final_stds": "json",
+    "distance": "float",            # ||final means - (g, ..., g)||_2, Table 3's "Distance"
+    "expected_reward": "float",     # E[r] of the final joint policy, actions clipped
+    "expected_reward_unclipped": "float",
+    "peak_local": "float",          # r(l, ..., l)
+    "peak_global": "float",         # r(g, ..., g)
+    "higher_peak": "str",           # local, global or tie
+    "sigma": "json",                # the game's widths per agent
+    "local_center": "float",
+    "global_center": "float",
+    "left_basin_fraction": "float",  # fraction of agents with |mu - g| < |mu - l|
+    "reached_higher_peak": "bool",  # E[r] >= max(0.9 r_hi, (r_hi + r_lo) / 2)
+    "final_reward_mean": "float",   # the last batch's mean reward
+    "ratio_mean": "json",           # per agent: mean divergence/radius over moves
+    "ratio_max": "json",            # per agent: largest divergence/radius
+    "ratio_over_fraction": "json",  # per agent: fraction of moves with ratio > 1
+    "moved_fraction": "json",       # per agent: fraction of iterations it moved
+    "overshoot_mean": "float",      # pooled over agents
+    "overshoot_max": "float",
+    "overshoot_fraction": "float",
+    "wall_time": "float",           # seconds in the training loop
+    "cell_time": "float",           # seconds for the whole cell (set-up included)
+    "finished_at": "str",           # UTC, ISO 8601
+}
+
+
+def _format(kind: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if kind == "json":
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if kind == "float":
+        return repr(float(value))
+    if kind == "bool":
+        return "1" if value else "0"
+    if kind == "int":
+        return str(int(value))
+    return str(value)
+
+
+def _parse(kind: str, text: str) -> Any:
+    if kind == "str":
+        return text
+    if text == "":
+        return math.nan if kind == "float" else None
+    if kind == "json":
+        return json.loads(text)
+    if kind == "float":
+        return float(text)
+    if kind == "bool":
+        return text == "1"
+    return int(text)
+
+
+def format_row(row: Mapping[str, Any]) -> dict[str, str]:
+    """A row as the CSV's strings (missing columns become empty)."""
+    return {name: _format(kind, row.get(name)) for name, kind in COLUMNS.items()}
+
+
+def parse_row(text_row: Mapping[str, str]) -> dict[str, Any]:
+    """A CSV row back as values.
+
+    Raises:
+        ValueError: a column is missing or cannot be parsed.
+    """
+    missing = [name for name in COLUMNS if text_row.get(name) is None]
+    if missing:
+        raise ValueError(f"missing column(s) {missing}")
+    return {name: _parse(kind, text_row[name]) for name, kind in COLUMNS.items()}
+
+
+class ResultsFile:
+    """One sweep's results CSV (see the module docstring).
+
+    Args:
+        path: the CSV file; created with its header on the first append.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _header(self) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(COLUMNS)
+        return buffer.getvalue()
+
+    def _check_header(self, first_line: str) -> None:
+        found = next(csv.reader([first_line]), [])
+        if found != list(COLUMNS):
+            raise ValueError(
+                f"{self.path} is not a marl_tr sweep results file of this version: its header "
+                f"is {found[:6]}... but the columns are {list(COLUMNS)[:6]}...; give another "
+                "results file"
+            )
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Every complete, parseable row (a torn or unreadable line is skipped)."""
+        if not self.path.exists():
+            return
+        with self.path.open(newline="") as handle:
+            text = handle.read()
+        if not text:
+            return
+        lines = text.splitlines(keepends=True)
+        self._check_header(lines[0])
+        if not lines[-1].endswith("\n"):
+            lines = lines[:-1]  # torn by a hard kill
+        for text_row in csv.DictReader(lines):
+            with contextlib.suppress(ValueError, TypeError):
+                row = parse_row(text_row)
+                if row["key"]:
+                    yield row
+
+    def finished(self) -> dict[str, dict[str, Any]]:
+        """Rows by cell key (the last row wins if a key appears twice)."""
+        return {row["key"]: row for row in self.rows()}
+
+    def append(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Append one row durably; returns the row as it reads back."""
+        buffer = io.StringIO()
+        csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n").writerow(
+            format_row(row))
+        line = buffer.getvalue()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+b") as handle, _locked(handle):
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0:
+                handle.write(self._header().encode())
+            else:
+                self._repair_tail(handle, size)
+            handle.write(line.encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        return parse_row(next(csv.DictReader([self._header(), line])))
+
+    def _repair_tail(self, handle: Any, size: int) -> None:
+        """Check the header; cut a torn last line (no newline) before appending."""
+        handle.seek(0)
+        self._check_header(handle.readline().decode())
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        handle.seek(0)
+        handle.truncate(handle.read().rfind(b"\n") + 1)
+
+
+@contextlib.contextmanager
+def _locked(handle: Any) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
