@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -209,3 +214,25 @@ def test_ray_backend_runs_the_same_cells(tmp_path):
     assert not remote.failed and sorted(remote.ran) == sorted(c.key for c in remote.cells)
     assert [r["final_means"] for r in remote.rows] == [r["final_means"] for r in local.rows]
     assert len(ResultsFile(tmp_path / "ray.csv").finished()) == 2
+
+
+def test_ctrl_c_on_a_pool_sweep_keeps_finished_rows(tmp_path):
+    """A real interrupt: SIGINT to the process group of ``marl-tr sweep --workers 2``."""
+    path = tmp_path / "sweep.csv"
+    command = [sys.executable, "-m", "marl_tr", "sweep", "--presets", "hatrpo", "--seeds", "8",
+               "--grid", "n=2", "--iterations", "60", "--out", str(path), "--workers", "2"]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(ResultsFile(path).finished()) < 1 and process.poll() is None:
+        assert time.monotonic() < deadline, "no cell finished within 60 s"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    kept = ResultsFile(path).finished()
+    assert kept and path.read_text().endswith("\n")
+    if len(kept) < 8:  # interrupted before the end (the usual case)
+        assert process.returncode == 130 and "rerun the same command to resume" in err
+    again = sweep("hatrpo", seeds=8, grid={"n": [2]}, fixed={"iterations": 60}, results=path,
+                  workers=1)
+    assert sorted(again.skipped) == sorted(kept) and len(again.rows) == 8
