@@ -5,7 +5,7 @@ constrained-step solvers plug by name; HATRPO, HATRPO + CAATR and W-MATRPO + CAA
 presets of it. See README.md.
 """
 
-from marl_tr.api import TrainResult, train
+from marl_tr.api import TrainingError, TrainResult, train
 from marl_tr.config import TrainConfig
 from marl_tr.divergences import DIVERGENCES, Divergence
 from marl_tr.policies import POLICIES, Policy
@@ -31,6 +31,7 @@ __all__ = [
     "Solver",
     "TrainConfig",
     "TrainResult",
+    "TrainingError",
     "UnknownNameError",
     "__version__",
     "train",

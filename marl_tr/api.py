@@ -20,11 +20,11 @@ import numpy as np
 
 from marl_tr.config import TrainConfig
 from marl_tr.policies import GaussianPolicy, Policy
-from marl_tr.training.loop import SequentialTrustRegion
+from marl_tr.training.loop import SequentialTrustRegion, TrainingError
 from marl_tr.training.run_dir import RunDirectory, TensorBoardWriter, read_metrics
 from marl_tr.training.setup import build_parts
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "TrainingError", "train"]
 
 #: Fields a resumed run may change (everything else must match the saved config).
 RESUMABLE_CHANGES = ("iterations", "log_interval", "checkpoint_interval", "progress",
@@ -100,13 +100,14 @@ def _progress_bar(config: TrainConfig, start: int):
 
 def _resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
     saved = TrainConfig.from_yaml(run_dir / "config.yaml")
-    refused = {
-        k: v for k, v in overrides.items()
-        if k not in RESUMABLE_CHANGES and k != "run_dir" and getattr(saved, k) != v
-    }
+    wanted = saved.replace(**overrides)  # refuses unknown keys; normalises values
+    refused = sorted(
+        k for k in overrides
+        if k not in (*RESUMABLE_CHANGES, "run_dir") and getattr(wanted, k) != getattr(saved, k)
+    )
     if refused:
         raise ValueError(
-            f"cannot change {sorted(refused)} when resuming {run_dir}; a resumed run may only "
+            f"cannot change {refused} when resuming {run_dir}; a resumed run may only "
             f"change {', '.join(RESUMABLE_CHANGES)}"
         )
     return saved.replace(**{k: v for k, v in overrides.items() if k in RESUMABLE_CHANGES},
@@ -156,8 +157,8 @@ def train(
         loop.load_state_dict(state)
         directory.metrics.truncate_after(loop.iteration)
         metrics = [row for row in read_metrics(directory.metrics.path)]
-    elif directory is not None:
-        directory.write_config(resolved)
+    if directory is not None:
+        directory.write_config(resolved)  # also after a resume: it may change iterations
     board = TensorBoardWriter(directory.path / "tensorboard") if (
         directory is not None and resolved.tensorboard) else None
     bar = _progress_bar(resolved, loop.iteration)

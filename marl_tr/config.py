@@ -138,6 +138,8 @@ class TrainConfig:
                 values[key] = _as_sizes(key, values[key])
         if isinstance(values.get("env_kwargs"), str):
             values["env_kwargs"] = parse_kwargs(values["env_kwargs"])
+        if isinstance(values.get("env_kwargs"), dict):  # YAML gives lists; configs use tuples
+            values["env_kwargs"] = {k: _tuples(v) for k, v in values["env_kwargs"].items()}
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,6 +226,13 @@ def _as_sizes(name: str, value: Any) -> tuple[int, ...]:
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"{name} must be a sequence of layer sizes, got {value!r}")
     return tuple(check_int(f"{name} layer size", v, minimum=1) for v in value)
+
+
+def _tuples(value: Any) -> Any:
+    """Lists to tuples, recursively (the inverse of ``_plain`` for sequences)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuples(v) for v in value)
+    return value
 
 
 def _plain(value: Any) -> Any:

@@ -211,7 +211,11 @@ class Policy(nn.Module, ABC):
 
     @abstractmethod
     def distribution(self, obs: Tensor) -> ActionDistribution:
-        """The action distribution for each observation row, batch ``B = obs.shape[0]``."""
+        """The action distribution for each observation row, batch ``B = obs.shape[0]``.
+
+        Its tensors must not be views of the parameters: solvers write parameters in place
+        and keep earlier distributions as snapshots.
+        """
 
     @property
     def batched_candidates(self) -> bool:
@@ -357,7 +361,8 @@ class GaussianPolicy(Policy):
         batch = obs.shape[0]
         std = self.std_parameterisation.std(self.rho).expand(batch, self.act_dim)
         if self.mean_net is None:
-            mean = self.mean.expand(batch, self.act_dim)
+            # clone: a distribution never aliases the parameters (they move in place later)
+            mean = self.mean.clone().expand(batch, self.act_dim)
         else:
             mean = self.mean_net(obs)
         return DiagGaussian(mean, std)
@@ -464,7 +469,8 @@ class CategoricalPolicy(Policy):
     def distribution(self, obs: Tensor) -> Categorical:
         batch = obs.shape[0]
         if self.logits_net is None:
-            return Categorical(self.logits.expand(batch, self.num_actions))
+            # clone: a distribution never aliases the parameters (they move in place later)
+            return Categorical(self.logits.clone().expand(batch, self.num_actions))
         return Categorical(self.logits_net(obs))
 
     def linearize(self, obs: Tensor) -> Linearization:

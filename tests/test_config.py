@@ -232,10 +232,6 @@ def test_yaml_round_trip_of_every_field_type(tmp_path):
     assert TrainConfig.from_yaml(tmp_path / "c.yaml") == config
 
 
-@pytest.mark.xfail(reason="BUG: to_yaml writes tuple values inside env_kwargs as lists and "
-                   "from_yaml keeps them as lists, so a config with e.g. sigma=(1, 3, 1) does "
-                   "not round-trip (and resuming with the same env_kwargs is refused as a "
-                   "change)", strict=True)
 def test_yaml_round_trip_with_tuple_env_kwargs(tmp_path):
     config = TrainConfig(env_kwargs={"n": 3, "sigma": (1.0, 3.0, 1.0)})
     config.to_yaml(tmp_path / "c.yaml")

@@ -8,8 +8,10 @@ see docs/paper-notes: eq. 16 as printed has ``-E[M_i]``, constant in ``theta``):
 
 Each inner step: a gradient step on ``theta`` (eq. 17; plain SGD as printed, or Adam), then
 a projected ascent step on ``lambda >= 0`` (eq. 18) with the constraint measured at the new
-``theta``. With ``persist_lambda`` the dual variable carries over between iterations, so one
-inner step per iteration is plain gradient descent-ascent across iterations.
+``theta``. With ``persist_lambda`` the dual variable carries over between iterations. The
+penalty acts on ``theta`` from the second inner step on: at the old policy the divergence's
+(sub)gradient is zero (KL, and the W1 forms at identity), so ``inner_steps=1`` would never
+feel the constraint.
 
 Nothing in eqs. 16-18 keeps the step inside the ball: the paper's behaviour overshoots
 ``delta``. The loop logs the divergence each step reached; the optional

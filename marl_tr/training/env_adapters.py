@@ -98,7 +98,7 @@ def check_rewards(rewards: np.ndarray, agents: Sequence[str] | None) -> None:
     else:
         where += " (the team reward shared by all agents)"
     raise NonFiniteRewardError(
-        f"the environment returned a non-finite reward ({rewards[tuple(bad)]!r}) at {where}"
+        f"the environment returned a non-finite reward ({float(rewards[tuple(bad)])}) at {where}"
     )
 
 
@@ -247,15 +247,15 @@ class ParallelEnvAdapter(MultiAgentVecEnv):
             _check_action_space(agent, space)
         self._obs_dims = [_flat_dim(s) for s in self.observation_spaces]
         self._team_reward = np.mean if team_reward == "mean" else np.sum
+        obs, _ = first.reset(seed=0)  # probe the global state once (the run reseeds later)
         self._has_state = self._supports_state(first)
+        self._last_obs = [obs] * num_envs
+        self.state_dim = int(self._state(first, obs).size)
         self.game = getattr(first, "game", None)
-        self.state_dim = 0  # set at reset
-        self._seeded = False
 
     @staticmethod
     def _supports_state(env: Any) -> bool:
         try:
-            env.reset(seed=0)
             np.asarray(env.state())
         except (NotImplementedError, AttributeError):
             return False

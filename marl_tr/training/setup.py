@@ -124,7 +124,10 @@ def build_parts(config: TrainConfig, env: MultiAgentVecEnv | None = None) -> Run
         solver.check_divergence(divergence)
         scheduler.check_divergence(divergence)
         dtype = DTYPES[resolved.dtype]
-        with _default_dtype(dtype):
+        # network initialisation from the run's seed, without touching torch's global stream
+        init_seed = int(np.random.SeedSequence([resolved.seed, 1]).generate_state(1)[0])
+        with torch.random.fork_rng(devices=[]), _default_dtype(dtype):
+            torch.manual_seed(init_seed)
             policies = [build_policy(resolved, env, i) for i in range(env.n_agents)]
             for policy in policies:
                 kind = "continuous" if policy.action_kind == "continuous" else "discrete"

@@ -18,13 +18,6 @@ from marl_tr.training.run_dir import read_metrics
 from marl_tr.training.setup import build_parts
 
 PRESET_NAMES = PRESETS.names()
-PARALLEL_STATE_DIM = (
-    "BUG: ParallelEnvAdapter.state_dim is 0 until reset(), but build_parts builds the critic "
-    "from it before the first reset: Critic(0) then fails on the first batch ('mat1 and mat2 "
-    "shapes cannot be multiplied'), so no PettingZoo env trains"
-)
-
-
 def initial_parameters(config: TrainConfig):
     """The parameters a run starts from (state-independent policies: deterministic)."""
     parts = build_parts(config)
@@ -91,7 +84,6 @@ def test_collapsing_std_under_primal_dual_stays_finite():
 # ---------------------------------------------------------------------------------------
 # non-finite rewards from the env
 # ---------------------------------------------------------------------------------------
-@pytest.mark.xfail(reason=PARALLEL_STATE_DIM, strict=True)
 @pytest.mark.parametrize("bad_value", [math.nan, math.inf, -math.inf])
 def test_non_finite_reward_from_a_parallel_env_stops_the_run(plugins, tmp_path, bad_value):
     run_dir = tmp_path / "run"
@@ -145,9 +137,6 @@ def test_non_finite_reward_from_a_vector_env_stops_the_run(monkeypatch, tmp_path
     assert TrainConfig.from_yaml(run_dir / "config.yaml").preset == "wmatrpo-caatr"
 
 
-@pytest.mark.xfail(reason="BUG: TrainingError, which train() documents it raises, is not "
-                   "importable from marl_tr.api (nor marl_tr); only from "
-                   "marl_tr.training.loop", strict=True)
 def test_training_error_is_exported_by_the_api():
     import marl_tr.api
 

@@ -20,13 +20,6 @@ from marl_tr.training.loop import SequentialTrustRegion
 from marl_tr.training.setup import build_parts
 
 PARALLEL = "marl_tr_envs.diff_game.envs:parallel_env"
-PARALLEL_STATE_DIM = (
-    "BUG: ParallelEnvAdapter.state_dim is 0 until reset(), but build_parts builds the critic "
-    "from it before the first reset: Critic(0) then fails on the first batch ('mat1 and mat2 "
-    "shapes cannot be multiplied'), so no PettingZoo env trains"
-)
-
-
 def first_batch(config: TrainConfig):
     parts = build_parts(config)
     loop = SequentialTrustRegion(parts)
@@ -77,7 +70,6 @@ def test_training_multi_step_episodes_through_the_vector_env():
                                3 * result.column("reward_mean"), rtol=1e-6)
 
 
-@pytest.mark.xfail(reason=PARALLEL_STATE_DIM, strict=True)
 def test_training_multi_step_episodes_through_a_pettingzoo_env():
     result = marl_tr.train(env=PARALLEL, env_kwargs={"n": 2, "episode_length": 3}, num_envs=5,
                            batch_size=30, iterations=3, seed=0)

@@ -26,9 +26,6 @@ def test_same_seed_same_run_bitwise(preset, rows_equal, params_equal):
     assert [r["reward_mean"] for r in a.metrics] != [r["reward_mean"] for r in c.metrics]
 
 
-@pytest.mark.xfail(reason="BUG: build_parts creates MLP policies and critics with torch's "
-                   "global generator, not from config.seed, so the same seed gives different "
-                   "initial networks and runs", strict=True)
 def test_same_seed_same_run_with_mlp_policies(params_equal, rows_equal):
     kwargs = {"env_kwargs": {"n": 2}, "iterations": 2, "seed": 0, "policy_hidden": (8,),
               "critic_hidden": (8,)}
@@ -117,18 +114,11 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path):
         marl_tr.train(resume=tmp_path, iterations=5)
 
 
-@pytest.mark.xfail(reason="BUG: api._resume_config reads getattr(saved, key) for every "
-                   "override, so an unknown key raises AttributeError instead of the "
-                   "ValueError (accepted keys, close match) that train() gives otherwise",
-                   strict=True)
 def test_resume_refuses_an_unknown_key_with_a_suggestion(finished_run):
     with pytest.raises(ValueError, match="did you mean 'iterations'"):
         marl_tr.train(resume=finished_run, iteratons=6)
 
 
-@pytest.mark.xfail(reason="BUG: a resumed run never rewrites config.yaml, which keeps the "
-                   "old 'iterations': loading it back no longer describes (or reproduces) "
-                   "the run in the directory", strict=True)
 def test_config_yaml_describes_the_resumed_run(tmp_path):
     marl_tr.train(env_kwargs={"n": 2}, iterations=2, run_dir=str(tmp_path / "run"))
     resumed = marl_tr.train(resume=tmp_path / "run", iterations=4)
