@@ -30,7 +30,7 @@ from marl_tr.experiments.report import (
     vector_mean,
     write_csv,
 )
-from marl_tr.experiments.sweeps import SweepResult, parse_seeds, sweep
+from marl_tr.experiments.sweeps import SweepResult, format_seeds, parse_seeds, sweep
 
 __all__ = [
     "TABLE2",
@@ -113,10 +113,6 @@ class ExperimentResult:
     markdown: str
     sweep: SweepResult
     files: dict[str, Path] = field(default_factory=dict)
-
-
-def _seeds_flag(seeds: list[int]) -> str:
-    return str(len(seeds)) if seeds == list(range(len(seeds))) else ",".join(map(str, seeds))
 
 
 def _ints(name: str, values: int | Iterable[int], allowed: Sequence[int] | None = None
@@ -287,7 +283,7 @@ def reproduce_table3(
                          _run_options(workers, backend, ray_address, echo))
     lines = table3_rows(outcome.rows)
     command = ["marl-tr", "reproduce", "table3", "--iterations", str(iterations),
-               "--seeds", _seeds_flag(seed_list), "--n", ",".join(map(str, sizes)),
+               "--seeds", format_seeds(seed_list), "--n", ",".join(map(str, sizes)),
                "--presets", ",".join(names), "--batch-size", str(batch_size)]
     if out is not None:
         command += ["--out", str(out)]
@@ -425,7 +421,7 @@ def reproduce_basin_gap(
     command = ["marl-tr", "reproduce", "basin-gap", "--gaps", ",".join(map(str, gap_list)),
                "--sigmas", *_sigmas_flag(sigmas), "--n", ",".join(map(str, sizes)),
                "--presets", ",".join(names), "--iterations", str(iterations),
-               "--seeds", _seeds_flag(seed_list), "--batch-size", str(batch_size)]
+               "--seeds", format_seeds(seed_list), "--batch-size", str(batch_size)]
     if out is not None:
         command += ["--out", str(out)]
     markdown = markdown_document("Basin-gap study: which presets reach the higher peak",

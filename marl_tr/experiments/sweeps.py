@@ -40,6 +40,7 @@ __all__ = [
     "SweepResult",
     "default_workers",
     "execute",
+    "format_seeds",
     "make_cells",
     "parse_seeds",
     "run_cell",
@@ -221,6 +222,12 @@ def parse_seeds(seeds: int | str | Iterable[int]) -> list[int]:
     if duplicates:
         raise ValueError(f"seeds given twice: {duplicates} in {original!r}")
     return values
+
+
+def format_seeds(seeds: Sequence[int]) -> str:
+    """The ``--seeds`` text that ``parse_seeds`` reads back as ``seeds`` (a count for 0..k-1)."""
+    seeds = list(seeds)
+    return str(len(seeds)) if seeds == list(range(len(seeds))) else ",".join(map(str, seeds))
 
 
 def _grid_values(key: str, values: Any) -> list[Any]:
