@@ -170,7 +170,8 @@ def measure(result: Any) -> dict[str, Any]:
         ``n_agents``, ``iterations`` and ``batch_size`` (resolved), ``final_means`` and
         ``final_stds`` (lists, empty for policies without them), the game measures (NaN for
         envs without an analytic core), the overshoot statistics, ``final_reward_mean`` (the
-        last batch's mean reward) and ``wall_time`` (seconds in the training loop).
+        last batch's mean reward), ``resolved_config`` (the run's full ``TrainConfig``, so a
+        change of library defaults can be seen) and ``wall_time`` (seconds in the loop).
     """
     n_agents = len(result.policies)
     policy = _policy_summary(result)
@@ -183,5 +184,7 @@ def measure(result: Any) -> dict[str, Any]:
         **_game_summary(result, policy["final_means"]),
         "final_reward_mean": float(last.get("reward_mean", math.nan)),
         **overshoot(result.metrics, n_agents),
+        "resolved_config": {k: v for k, v in result.config.to_dict().items()
+                            if k not in ("run_dir", "progress")},
         "wall_time": float(result.wall_time),
     }

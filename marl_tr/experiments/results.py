@@ -53,6 +53,7 @@ COLUMNS: dict[str, str] = {
     "overshoot_mean": "float",      # pooled over agents
     "overshoot_max": "float",
     "overshoot_fraction": "float",
+    "resolved_config": "json",      # the run's full TrainConfig (library defaults included)
     "wall_time": "float",           # seconds in the training loop
     "cell_time": "float",           # seconds for the whole cell (set-up included)
     "finished_at": "str",           # UTC, ISO 8601

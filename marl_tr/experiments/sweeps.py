@@ -11,6 +11,9 @@ has the same key. Cells run in a local process pool (``spawn`` context, one torc
 worker) or, with ``backend="ray"``, as Ray Tune trials; each finished cell is appended to the
 results CSV at once, and a rerun skips every cell already there. Every input is checked, and
 every distinct configuration built once (a zero-iteration ``train``), before any cell runs.
+
+The key covers what the cell sets, not the library's defaults: after a change of library code
+or defaults, give the sweep a new results file (each row keeps its ``resolved_config``).
 """
 
 from __future__ import annotations
