@@ -101,6 +101,7 @@ class Cell:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Cell:
+        """The cell of ``to_dict()``'s output (or of a results row)."""
         return cls(preset=data["preset"], seed=int(data["seed"]), env=data["env"],
                    env_kwargs=dict(data["env_kwargs"]), overrides=dict(data["overrides"]))
 
