@@ -62,6 +62,22 @@ class ActionDistribution(ABC):
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         """One action per state."""
 
+    def sample_with_log_prob(
+        self, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """One action per state and its log-probability ``[B]`` (rollouts need both).
+
+        The log-probability is ``log_prob(actions)`` itself, so that a later evaluation at
+        the same parameters reproduces it exactly (ratios of exactly 1).
+        """
+        actions = self.sample(generator)
+        return actions, self.log_prob(actions)
+
+    def tile(self, times: int) -> ActionDistribution:
+        """The batch repeated ``times`` times (batch ``times * B``, repeat-major)."""
+        return self.from_params(tuple(p.repeat(times, *([1] * (p.dim() - 1)))
+                                      for p in self.params()))
+
     @abstractmethod
     def entropy(self) -> Tensor:
         """Differential or discrete entropy per state, ``[B]``."""

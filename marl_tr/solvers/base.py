@@ -175,15 +175,11 @@ class AgentProblem:
         k, b = candidates.shape[0], self.batch_size
         with torch.no_grad():
             dist = self.policy.candidate_distributions(candidates, self.obs)
-            actions = self.actions.unsqueeze(0).expand(k, *self.actions.shape)
-            log_prob = dist.log_prob(actions.reshape(k * b, *self.actions.shape[1:])).view(k, b)
+            repeats = (k, *([1] * (self.actions.dim() - 1)))
+            log_prob = dist.log_prob(self.actions.repeat(repeats)).view(k, b)
             ratio = torch.exp(log_prob - self.old_log_prob)
             improvements = (self.weights * (ratio - 1.0)).mean(1)
-            old = type(self.old_dist).from_params(tuple(
-                p.unsqueeze(0).expand(k, *p.shape).reshape(k * b, *p.shape[1:])
-                for p in self.old_dist.params()
-            ))
-            divergences = self.divergence.compute(old, dist).view(k, b).mean(1)
+            divergences = self.divergence.compute(self.old_dist.tile(k), dist).view(k, b).mean(1)
         return improvements.tolist(), divergences.tolist(), log_prob
 
     def set_params(self, flat: Tensor) -> None:

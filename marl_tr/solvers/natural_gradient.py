@@ -128,6 +128,15 @@ class NaturalGradient(Solver):
         )
         return direction, float(direction @ (gradient - residual))
 
+    def _fraction_column(self, dtype: torch.dtype) -> Tensor:
+        """``[coef^0, coef^1, ...]`` as a ``[K, 1]`` column (cached per dtype)."""
+        cache = self.__dict__.setdefault("_fractions", {})
+        if dtype not in cache:
+            cache[dtype] = torch.tensor(
+                [self.backtrack_coef ** k for k in range(self.max_backtracks)], dtype=dtype
+            ).unsqueeze(1)
+        return cache[dtype]
+
     def _gain_passes(self, gain: float, expected: float) -> bool:
         return gain > 0 and gain / expected > self.accept_ratio
 
@@ -168,8 +177,7 @@ class NaturalGradient(Solver):
         if problem.policy.batched_candidates:
             # every backtracking candidate in one batched pass; the first accepted one wins,
             # exactly as in the sequential search below
-            candidates = problem.old_params + torch.tensor(
-                fractions, dtype=full_step.dtype).unsqueeze(1) * full_step
+            candidates = problem.old_params + self._fraction_column(full_step.dtype) * full_step
             gains, divergences, log_probs = problem.evaluate_candidates(candidates)
             for attempt, fraction in enumerate(fractions):
                 if self._accepts(gains[attempt], divergences[attempt], expected * fraction,

@@ -111,11 +111,10 @@ class Collector:
                 if key not in converted:
                     converted[key] = self._tensor(self._obs[i])
                 obs = converted[key]
-                dist = policy.distribution(obs)
-                action = dist.sample(self.generator)
+                action, log_prob = policy.distribution(obs).sample_with_log_prob(self.generator)
                 obs_steps[i].append(obs)
                 act_steps[i].append(action)
-                logp_steps[i].append(dist.log_prob(action))
+                logp_steps[i].append(log_prob)
                 actions_np.append(action.numpy())
             states.append(self._state)
             step = self.env.step(actions_np)
