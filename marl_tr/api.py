@@ -35,13 +35,17 @@ RESUMABLE_CHANGES = ("iterations", "log_interval", "checkpoint_interval", "progr
 class TrainResult:
     """What a run produced.
 
+    A run with ``replicas > 1`` holds several independent seeds; ``split()`` gives one
+    single-seed ``TrainResult`` per replica, on which the per-run accessors work.
+
     Attributes:
         config: the resolved config (every field set).
-        policies: the final policies, one per agent.
-        metrics: one dict per iteration (see ``SequentialTrustRegion.step``).
+        policies: the final policies, one per agent (each holding every replica).
+        metrics: one dict per iteration and replica (see ``SequentialTrustRegion.step``).
         run_dir: the run directory, if one was used.
         game: the env's analytic core, if it has one (e.g. the differential game).
-        wall_time: seconds spent in the training loop.
+        wall_time: seconds spent in the training loop (all replicas together).
+        agents: the agents' names.
     """
 
     config: TrainConfig
@@ -52,13 +56,42 @@ class TrainResult:
     wall_time: float = 0.0
     agents: list[str] = field(default_factory=list)
 
+    @property
+    def replicas(self) -> int:
+        return self.config.replicas
+
+    def split(self) -> list[TrainResult]:
+        """One single-replica result per replica (replica ``r``: the run with seed
+        ``seed + r``; its ``wall_time`` is the shared wall time divided by ``R``)."""
+        if self.replicas == 1:
+            return [self]
+        return [
+            TrainResult(
+                config=self.config.replace(seed=self.config.seed + r, replicas=1),
+                policies=[p.replica(r) for p in self.policies],
+                metrics=[row for row in self.metrics if row.get("replica", 0) == r],
+                run_dir=self.run_dir, game=self.game, wall_time=self.wall_time / self.replicas,
+                agents=self.agents,
+            )
+            for r in range(self.replicas)
+        ]
+
+    def _single(self, what: str) -> None:
+        if self.replicas != 1:
+            raise ValueError(
+                f"{what} is defined per run; this result holds {self.replicas} replicas: use "
+                "result.split()"
+            )
+
     def final_means(self) -> np.ndarray:
         """Mean actions ``[n, d]`` of state-independent Gaussian policies."""
-        return np.array([self._gaussian(p).mean.detach().tolist() for p in self.policies])
+        self._single("final_means()")
+        return np.array([self._gaussian(p).mean.detach()[0].tolist() for p in self.policies])
 
     def final_stds(self) -> np.ndarray:
         """Stds ``[n, d]`` of Gaussian policies."""
-        return np.array([self._gaussian(p).std().detach().tolist() for p in self.policies])
+        self._single("final_stds()")
+        return np.array([self._gaussian(p).std().detach()[0].tolist() for p in self.policies])
 
     @staticmethod
     def _gaussian(policy: Policy) -> GaussianPolicy:
@@ -73,8 +106,9 @@ class TrainResult:
         """``E[r]`` of the final joint policy from the env's analytic core (with clipping).
 
         Raises:
-            ValueError: the env has no analytic expected reward.
+            ValueError: the env has no analytic expected reward, or several replicas.
         """
+        self._single("expected_reward()")
         if self.game is None or not hasattr(self.game, "expected_reward"):
             raise ValueError("this env has no analytic expected reward (no 'game' core)")
         means, stds = self.final_means(), self.final_stds()
@@ -84,6 +118,7 @@ class TrainResult:
 
     def column(self, name: str) -> np.ndarray:
         """One metric over iterations as an array."""
+        self._single("column()")
         return np.array([row.get(name, math.nan) for row in self.metrics], dtype=float)
 
 
@@ -165,19 +200,20 @@ def train(
     start = time.perf_counter()
     try:
         while loop.iteration < resolved.iterations:
-            row = loop.step()
-            metrics.append(row)
+            rows = loop.step()
+            metrics.extend(rows)
             if directory is not None:
-                directory.metrics.write(row)
+                for row in rows:
+                    directory.metrics.write(row)
                 interval = resolved.checkpoint_interval
                 if interval and loop.iteration % interval == 0:
                     directory.save_checkpoint(loop.state_dict())
             if board is not None:
-                board.write(row)
+                board.write(rows[0])
             if bar is not None:
                 bar.update(1)
             if resolved.log_interval and loop.iteration % resolved.log_interval == 0:
-                print(_progress_line(row), flush=True)
+                print(_progress_line(rows[0]), flush=True)
         if directory is not None:
             directory.save_checkpoint(loop.state_dict())
     finally:

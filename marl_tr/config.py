@@ -70,6 +70,10 @@ class TrainConfig:
         "games)", default=None,
     )
     seed: int = _help("seed of everything (env, sampling, agent order)", default=0)
+    replicas: int = _help(
+        "independent runs stepped together (vectorised); replica r is the run with seed "
+        "seed + r", default=1,
+    )
     # -- policies ---------------------------------------------------------------------------
     policy: str = _help(
         "policy class: auto (gaussian for Box, categorical for Discrete actions), gaussian, "
@@ -176,6 +180,7 @@ class TrainConfig:
                     f"({self.num_envs})"
                 )
         check_int("seed", self.seed, minimum=0)
+        check_int("replicas", self.replicas, minimum=1)
         if self.agent_order is not None:
             check_choice("agent_order", self.agent_order, ("random", "fixed"))
         if self.init_std is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
@@ -23,7 +24,21 @@ from torch import Tensor
 __all__ = ["ActionDistribution", "Categorical", "DiagGaussian", "Params"]
 
 Params = tuple[Tensor, ...]
+Generators = torch.Generator | Sequence[torch.Generator] | None
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def draw_in_blocks(rows: int, generators: Generators, draw: Callable) -> Tensor:
+    """``draw(start, count, generator)`` for all ``rows``, or, with a sequence of ``R``
+    generators, for ``R`` equal row blocks, each from its own generator (replica ``r``'s
+    rows), concatenated."""
+    if generators is None or isinstance(generators, torch.Generator):
+        return draw(0, rows, generators)
+    blocks = len(generators)
+    if rows % blocks:
+        raise ValueError(f"{rows} rows do not split into {blocks} generator blocks")
+    size = rows // blocks
+    return torch.cat([draw(r * size, size, g) for r, g in enumerate(generators)])
 
 
 class ActionDistribution(ABC):
@@ -59,12 +74,11 @@ class ActionDistribution(ABC):
         """``d log p(a) / d params`` per state, shaped like ``params()`` (analytic)."""
 
     @abstractmethod
-    def sample(self, generator: torch.Generator | None = None) -> Tensor:
-        """One action per state."""
+    def sample(self, generator: Generators = None) -> Tensor:
+        """One action per state. With a sequence of ``R`` generators the rows split into
+        ``R`` equal blocks, each sampled from its own generator."""
 
-    def sample_with_log_prob(
-        self, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor]:
+    def sample_with_log_prob(self, generator: Generators = None) -> tuple[Tensor, Tensor]:
         """One action per state and its log-probability ``[B]`` (rollouts need both).
 
         The log-probability is ``log_prob(actions)`` itself, so that a later evaluation at
@@ -148,11 +162,11 @@ class DiagGaussian(ActionDistribution):
         z = (actions - self.mean) / self.std
         return (z / self.std, (z * z - 1.0) / self.std)
 
-    def sample(self, generator: torch.Generator | None = None) -> Tensor:
-        noise = torch.randn(
-            self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device
-        )
-        return self.mean + self.std * noise
+    def sample(self, generator: Generators = None) -> Tensor:
+        mean = self.mean
+        noise = draw_in_blocks(mean.shape[0], generator, lambda _, rows, g: torch.randn(
+            (rows, *mean.shape[1:]), generator=g, dtype=mean.dtype, device=mean.device))
+        return mean + self.std * noise
 
     def entropy(self) -> Tensor:
         return (0.5 + _HALF_LOG_2PI + torch.log(self.std)).sum(-1)
@@ -206,8 +220,10 @@ class Categorical(ActionDistribution):
         onehot = torch.nn.functional.one_hot(actions.long().reshape(-1), self.num_actions)
         return (onehot.to(self.logits.dtype) - self.probs,)
 
-    def sample(self, generator: torch.Generator | None = None) -> Tensor:
-        return torch.multinomial(self.probs, 1, generator=generator).squeeze(-1)
+    def sample(self, generator: Generators = None) -> Tensor:
+        probs = self.probs
+        return draw_in_blocks(probs.shape[0], generator, lambda start, rows, g: torch.multinomial(
+            probs[start:start + rows], 1, generator=g).squeeze(-1))
 
     def entropy(self) -> Tensor:
         return -(self.probs * self.log_probs).sum(-1)

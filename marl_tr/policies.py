@@ -1,10 +1,13 @@
 """Per-agent policies and the Jacobian products that solvers use.
 
-A policy maps observations ``[B, obs_dim]`` to an ``ActionDistribution``. Solvers never
-differentiate through a policy directly: they ask for a ``Linearization`` of the map
-``theta -> distribution parameters`` on a batch and use its Jacobian-vector products
-``J v`` and ``J^T u``. The state-independent heads (the paper's game) compute both in closed
-form; any other ``torch.nn.Module`` policy gets them from autograd.
+A policy holds ``R`` independent replicas of one agent's policy (``R = 1`` for an ordinary
+run): every parameter has a leading replica dimension. It maps observations ``[R*B, obs_dim]``
+(rows replica-major: replica ``r`` owns rows ``r*B .. r*B+B-1``) to an ``ActionDistribution``
+with the same rows. Solvers never differentiate through a policy directly: they ask for a
+``Linearization`` of the map ``theta -> distribution parameters`` on a batch and use its
+Jacobian-vector products ``J v`` and ``J^T u``, with flat parameters ``[R, P]``. The
+state-independent heads (the paper's game) compute both in closed form; any other policy
+gets them from autograd.
 
 Built-ins (registry ``POLICIES``):
     ``gaussian``: diagonal Gaussian; ``hidden=()`` gives the paper's state-independent
@@ -14,6 +17,7 @@ Built-ins (registry ``POLICIES``):
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -23,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from marl_tr.distributions import ActionDistribution, Categorical, DiagGaussian, Params
+from marl_tr.nets import ACTIVATIONS, replicated_mlp
 from marl_tr.registry import Plugin, Registry
 from marl_tr.validation import check_choice, check_finite, check_int, check_positive
 
@@ -37,9 +42,20 @@ __all__ = [
     "LogStd",
     "Policy",
     "StdParameterisation",
+    "per_state_rows",
 ]
 
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+def per_state_rows(values: Tensor, batch: int) -> Tensor:
+    """Repeat each replica's row ``batch`` times: ``[R, ...] -> [R*batch, ...]``."""
+    replicas, rest = values.shape[0], values.shape[1:]
+    return values.unsqueeze(1).expand(replicas, batch, *rest).reshape(replicas * batch, *rest)
+
+
+def _flatten_per_replica(tensors: Sequence[Tensor]) -> Tensor:
+    """Per-replica tensors ``[R, ...]`` -> one ``[R, P]`` matrix."""
+    replicas = tensors[0].shape[0]
+    return torch.cat([t.reshape(replicas, -1) for t in tensors], dim=1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -49,8 +65,8 @@ class Linearization(ABC):
     """The map ``theta -> dist.params()`` linearised at the current ``theta`` on a batch.
 
     Attributes:
-        dist: the distribution at the current parameters: detached, and a snapshot (it does
-            not change when the parameters are written afterwards).
+        dist: the distribution at the current parameters (rows ``R*B``): detached, and a
+            snapshot (it does not change when the parameters are written afterwards).
         separable: each parameter moves exactly one distribution-parameter column of its
             own, identically for every state (so a diagonal distribution-space Hessian stays
             diagonal in parameter space).
@@ -61,18 +77,20 @@ class Linearization(ABC):
 
     @abstractmethod
     def jvp(self, vector: Tensor) -> Params:
-        """``J v``: a flat parameter direction ``[P]`` -> a tangent shaped like params."""
+        """``J v``: parameter directions ``[R, P]`` -> a tangent shaped like ``dist.params()``."""
 
     @abstractmethod
     def vjp(self, cotangent: Params) -> Tensor:
-        """``J^T u``: a cotangent shaped like params -> a flat ``[P]`` vector (summed over B)."""
+        """``J^T u``: a cotangent shaped like ``dist.params()`` -> ``[R, P]`` (summed over each
+        replica's rows)."""
 
 
 class AutogradLinearization(Linearization):
     """Generic Jacobian products by autograd, one forward pass shared by all products.
 
     ``J^T u`` is a vector-Jacobian product; ``J v`` uses the double-backward trick on the
-    (linear in ``u``) graph of ``J^T u``.
+    (linear in ``u``) graph of ``J^T u``. Replicas have separate parameters, so the products
+    never mix them.
     """
 
     def __init__(self, policy: Policy, obs: Tensor) -> None:
@@ -84,9 +102,8 @@ class AutogradLinearization(Linearization):
         self._jvp_graph: tuple[list[Tensor], Tensor] | None = None
 
     def _flatten(self, grads: Sequence[Tensor | None]) -> Tensor:
-        return torch.cat([
-            (g if g is not None else torch.zeros_like(p)).reshape(-1)
-            for g, p in zip(grads, self._params)
+        return _flatten_per_replica([
+            g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self._params)
         ])
 
     def vjp(self, cotangent: Params) -> Tensor:
@@ -201,17 +218,21 @@ class BoundedStd(StdParameterisation):
 # Policies
 # ---------------------------------------------------------------------------------------
 class Policy(nn.Module, ABC):
-    """One agent's policy ``pi_theta(a | o)``.
+    """One agent's policy ``pi_theta(a | o)``, in ``replicas`` independent copies.
 
     Class attributes:
         action_kind: ``"continuous"`` or ``"discrete"``.
+
+    Attributes:
+        replicas: ``R``; every trainable parameter has a leading dimension ``R``.
     """
 
     action_kind: ClassVar[str]
+    replicas: int
 
     @abstractmethod
     def distribution(self, obs: Tensor) -> ActionDistribution:
-        """The action distribution for each observation row, batch ``B = obs.shape[0]``.
+        """The action distribution for each observation row (``obs [R*B, obs_dim]``).
 
         Its tensors must not be views of the parameters: solvers write parameters in place
         and keep earlier distributions as snapshots.
@@ -223,21 +244,24 @@ class Policy(nn.Module, ABC):
         return False
 
     def candidate_distributions(self, candidates: Tensor, obs: Tensor) -> ActionDistribution:
-        """Distributions under ``K`` parameter vectors ``[K, P]`` on ``obs`` ``[B, obs_dim]``.
+        """Distributions under ``K`` parameter vectors per replica ``[R, K, P]``.
 
-        Returns one distribution of batch ``K * B``, candidate-major (rows ``k*B .. k*B+B-1``
-        belong to candidate ``k``). Default: one forward pass per candidate; the current
-        parameters are restored afterwards.
+        Returns one distribution of ``R*K*B`` rows ordered (replica, candidate, state).
+        Default: one forward pass per candidate; the current parameters are restored.
         """
         current = self.flat_parameters()
+        replicas, count = candidates.shape[:2]
         dists = []
         with torch.no_grad():
-            for flat in candidates:
-                self.set_flat_parameters(flat)
+            for k in range(count):
+                self.set_flat_parameters(candidates[:, k])
                 dists.append(self.distribution(obs))
         self.set_flat_parameters(current)
-        stacked = zip(*(d.params() for d in dists))
-        return type(dists[0]).from_params(tuple(torch.cat(p) for p in stacked))
+        stacked = []
+        for tensors in zip(*(d.params() for d in dists)):  # each [R*B, ...] -> [R, K, B, ...]
+            grouped = torch.stack([t.reshape(replicas, -1, *t.shape[1:]) for t in tensors], 1)
+            stacked.append(grouped.reshape(-1, *grouped.shape[3:]))
+        return type(dists[0]).from_params(tuple(stacked))
 
     def linearize(self, obs: Tensor) -> Linearization:
         """Jacobian products of ``theta -> distribution(obs).params()`` (autograd default)."""
@@ -253,42 +277,68 @@ class Policy(nn.Module, ABC):
 
     @property
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.trainable_parameters())
+        """``P``: trainable parameters per replica."""
+        return sum(p[0].numel() for p in self.trainable_parameters())
 
     def flat_parameters(self) -> Tensor:
-        """A detached copy of all trainable parameters as one vector ``[P]``."""
-        params = self.trainable_parameters()
+        """A detached copy of all trainable parameters, ``[R, P]``."""
+        params = [p.detach() for p in self.trainable_parameters()]
         if len(params) == 1:
-            return params[0].detach().reshape(-1).clone()
-        return torch.cat([p.detach().reshape(-1) for p in params])
+            return params[0].reshape(self.replicas, -1).clone()
+        return _flatten_per_replica(params)
 
     def set_flat_parameters(self, flat: Tensor) -> None:
-        """Write a ``[P]`` vector back into the parameters."""
+        """Write ``[R, P]`` back into the parameters."""
         offset = 0
         with torch.no_grad():
             for p in self.trainable_parameters():
-                count = p.numel()
-                p.copy_(flat[offset:offset + count].view_as(p))
+                count = p[0].numel()
+                p.copy_(flat[:, offset:offset + count].reshape(p.shape))
                 offset += count
 
-    def summary(self) -> dict[str, float]:
-        """Scalars worth logging (e.g. the mean and std of a state-independent policy)."""
+    def summary(self) -> dict[str, list[float]]:
+        """Scalars worth logging, one value per replica (e.g. the mean and std of a
+        state-independent policy)."""
         return {}
 
+    def replica(self, index: int) -> Policy:
+        """A one-replica copy of this policy holding replica ``index``'s parameters."""
+        if not 0 <= index < self.replicas:
+            raise ValueError(f"replica must be in [0, {self.replicas}), got {index!r}")
+        single = copy.deepcopy(self)
+        with torch.no_grad():
+            for param in single.parameters():
+                param.data = param.data[index:index + 1].clone()
+        single.replicas = 1
+        single.__dict__.pop("_trainable_cache", None)
+        return single
 
-def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(ACTIVATIONS[activation]())
-    return nn.Sequential(*layers)
+    def _batch(self, obs: Tensor) -> int:
+        rows = obs.shape[0]
+        if rows % self.replicas:
+            raise ValueError(
+                f"{rows} observation rows do not split into {self.replicas} replicas"
+            )
+        return rows // self.replicas
+
+    def _net_rows(self, net: nn.Module, obs: Tensor) -> Tensor:
+        """Apply a replicated network to replica-major rows: ``[R*B, o] -> [R*B, out]``."""
+        out = net(obs.reshape(self.replicas, -1, obs.shape[-1]))
+        return out.reshape(-1, out.shape[-1])
 
 
 def _check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
     if isinstance(hidden, int):
         hidden = (hidden,)
     return tuple(check_int("hidden layer size", h, minimum=1) for h in hidden)
+
+
+def _output_layer_init(net: nn.Sequential, bias: Tensor) -> None:
+    """Small output weights and a given output bias (the policy starts at ``bias``)."""
+    last = net[-1]
+    with torch.no_grad():
+        last.weight.mul_(0.01)
+        last.bias.copy_(bias.expand_as(last.bias))
 
 
 POLICIES: Registry[Policy] = Registry("policy", Policy)
@@ -311,6 +361,8 @@ class GaussianPolicy(Policy):
         init_std: initial std.
         std_param: std parameterisation config string (``"log_std"``, ``"bounded"``, ...).
         min_std: std floor passed to the parameterisation.
+        replicas: ``R`` independent copies.
+        generators: one torch generator per replica for the MLP initialisation.
     """
 
     action_kind = "continuous"
@@ -325,10 +377,13 @@ class GaussianPolicy(Policy):
         init_std: float = 1.0,
         std_param: str = "log_std",
         min_std: float = 1e-3,
+        replicas: int = 1,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> None:
         super().__init__()
         self.obs_dim = check_int("obs_dim", obs_dim, minimum=0)
         self.act_dim = check_int("act_dim", act_dim, minimum=1)
+        self.replicas = check_int("replicas", replicas, minimum=1)
         self.hidden = _check_hidden(hidden)
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         self.std_parameterisation = STD_PARAMETERISATIONS.build(std_param, min_std=min_std)
@@ -338,38 +393,37 @@ class GaussianPolicy(Policy):
             check_finite("init_mean", value)
         rho0 = self.std_parameterisation.inverse(init_std)
         if self.hidden:
-            self.mean_net: nn.Module | None = _mlp((obs_dim, *self.hidden, act_dim), activation)
-            last = self.mean_net[-1]
-            with torch.no_grad():
-                last.weight.mul_(0.01)
-                last.bias.copy_(mean0)
+            self.mean_net: nn.Module | None = replicated_mlp(
+                replicas, (obs_dim, *self.hidden, act_dim), activation, generators
+            )
+            _output_layer_init(self.mean_net, mean0)
             self.mean = None
         else:
             self.mean_net = None
-            self.mean = nn.Parameter(mean0.clone())
-        self.rho = nn.Parameter(torch.full((act_dim,), rho0))
+            self.mean = nn.Parameter(mean0.expand(replicas, act_dim).clone())
+        self.rho = nn.Parameter(torch.full((replicas, act_dim), rho0))
 
     @property
     def state_independent(self) -> bool:
         return self.mean_net is None
 
     def std(self) -> Tensor:
-        """Current std ``[d]``."""
+        """Current std ``[R, d]``."""
         return self.std_parameterisation.std(self.rho)
 
     def distribution(self, obs: Tensor) -> DiagGaussian:
-        batch = obs.shape[0]
-        std = self.std_parameterisation.std(self.rho).expand(batch, self.act_dim)
+        batch = self._batch(obs)
+        std = per_state_rows(self.std_parameterisation.std(self.rho), batch)
         if self.mean_net is None:
             # clone: a distribution never aliases the parameters (they move in place later)
-            mean = self.mean.clone().expand(batch, self.act_dim)
+            mean = per_state_rows(self.mean.clone(), batch)
         else:
-            mean = self.mean_net(obs)
+            mean = self._net_rows(self.mean_net, obs)
         return DiagGaussian(mean, std)
 
     def linearize(self, obs: Tensor) -> Linearization:
         if self.mean_net is None:
-            return _StateIndependentGaussianLinearization(self, obs.shape[0])
+            return _StateIndependentGaussianLinearization(self, self._batch(obs))
         return AutogradLinearization(self, obs)
 
     @property
@@ -379,26 +433,26 @@ class GaussianPolicy(Policy):
     def candidate_distributions(self, candidates: Tensor, obs: Tensor) -> ActionDistribution:
         if self.mean_net is not None:
             return super().candidate_distributions(candidates, obs)
-        k, d, b = candidates.shape[0], self.act_dim, obs.shape[0]
+        d, batch = self.act_dim, self._batch(obs)
         with torch.no_grad():
-            std = self.std_parameterisation.std(candidates[:, d:])
-            mean = candidates[:, :d]
-        return DiagGaussian(
-            mean.unsqueeze(1).expand(k, b, d).reshape(k * b, d),
-            std.unsqueeze(1).expand(k, b, d).reshape(k * b, d),
-        )
+            std = self.std_parameterisation.std(candidates[..., d:])  # [R, K, d]
+            mean = candidates[..., :d]
+        rows = candidates.shape[0] * candidates.shape[1]
+        return DiagGaussian(per_state_rows(mean.reshape(rows, d), batch),
+                            per_state_rows(std.reshape(rows, d), batch))
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, list[float]]:
         with torch.no_grad():
-            stds = self.std().tolist()
-            means = self.mean.tolist() if self.mean_net is None else []
+            stds = self.std().t().tolist()
+            means = self.mean.t().tolist() if self.mean_net is None else []
         out = {f"mean_{k}": m for k, m in enumerate(means)}
         out.update({f"std_{k}": s for k, s in enumerate(stds)})
         return out
 
 
 class _StateIndependentGaussianLinearization(Linearization):
-    """Exact ``J v`` / ``J^T u`` for ``theta = (mean [d], rho [d])`` broadcast over ``B``."""
+    """Exact ``J v`` / ``J^T u`` for ``theta = (mean [R, d], rho [R, d])`` broadcast over
+    each replica's ``B`` rows."""
 
     separable = True
 
@@ -406,19 +460,22 @@ class _StateIndependentGaussianLinearization(Linearization):
         with torch.no_grad():  # clone: a snapshot, not a view of parameters the solver moves
             rho = policy.rho.detach().clone()
             self._dstd = policy.std_parameterisation.derivative(rho)
-            mean = policy.mean.detach().clone().expand(batch, policy.act_dim)
-            std = policy.std_parameterisation.std(rho).expand(batch, policy.act_dim)
+            mean = per_state_rows(policy.mean.detach().clone(), batch)
+            std = per_state_rows(policy.std_parameterisation.std(rho), batch)
         self.dist = DiagGaussian(mean, std)
         self._batch = batch
         self._dim = policy.act_dim
 
     def jvp(self, vector: Tensor) -> Params:
         d, b = self._dim, self._batch
-        return (vector[:d].expand(b, d), (self._dstd * vector[d:]).expand(b, d))
+        return (per_state_rows(vector[:, :d], b), per_state_rows(self._dstd * vector[:, d:], b))
 
     def vjp(self, cotangent: Params) -> Tensor:
         u_mean, u_std = cotangent
-        return torch.cat((u_mean.sum(0), self._dstd * u_std.sum(0)))
+        replicas = self._dstd.shape[0]
+        sum_mean = u_mean.reshape(replicas, self._batch, -1).sum(1)
+        sum_std = u_std.reshape(replicas, self._batch, -1).sum(1)
+        return torch.cat((sum_mean, self._dstd * sum_std), dim=1)
 
 
 @POLICIES.register("categorical")
@@ -431,6 +488,8 @@ class CategoricalPolicy(Policy):
         hidden: MLP hidden sizes; ``()`` for free (state-independent) logits.
         activation: ``"tanh"``, ``"relu"`` or ``"elu"``.
         init_logits: initial logits (scalar or ``[K]``); zeros give the uniform policy.
+        replicas: ``R`` independent copies.
+        generators: one torch generator per replica for the MLP initialisation.
     """
 
     action_kind = "discrete"
@@ -442,10 +501,13 @@ class CategoricalPolicy(Policy):
         hidden: Sequence[int] = (),
         activation: str = "tanh",
         init_logits: float | Sequence[float] = 0.0,
+        replicas: int = 1,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> None:
         super().__init__()
         self.obs_dim = check_int("obs_dim", obs_dim, minimum=0)
         self.num_actions = check_int("num_actions", num_actions, minimum=2)
+        self.replicas = check_int("replicas", replicas, minimum=1)
         self.hidden = _check_hidden(hidden)
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         logits0 = torch.as_tensor(init_logits, dtype=torch.get_default_dtype()).expand(
@@ -454,28 +516,24 @@ class CategoricalPolicy(Policy):
         for value in logits0.tolist():
             check_finite("init_logits", value)
         if self.hidden:
-            self.logits_net: nn.Module | None = _mlp(
-                (obs_dim, *self.hidden, num_actions), activation
+            self.logits_net: nn.Module | None = replicated_mlp(
+                replicas, (obs_dim, *self.hidden, num_actions), activation, generators
             )
-            last = self.logits_net[-1]
-            with torch.no_grad():
-                last.weight.mul_(0.01)
-                last.bias.copy_(logits0)
+            _output_layer_init(self.logits_net, logits0)
             self.logits = None
         else:
             self.logits_net = None
-            self.logits = nn.Parameter(logits0.clone())
+            self.logits = nn.Parameter(logits0.expand(replicas, num_actions).clone())
 
     def distribution(self, obs: Tensor) -> Categorical:
-        batch = obs.shape[0]
         if self.logits_net is None:
             # clone: a distribution never aliases the parameters (they move in place later)
-            return Categorical(self.logits.clone().expand(batch, self.num_actions))
-        return Categorical(self.logits_net(obs))
+            return Categorical(per_state_rows(self.logits.clone(), self._batch(obs)))
+        return Categorical(self._net_rows(self.logits_net, obs))
 
     def linearize(self, obs: Tensor) -> Linearization:
         if self.logits_net is None:
-            return _FreeLogitsLinearization(self, obs.shape[0])
+            return _FreeLogitsLinearization(self, self._batch(obs))
         return AutogradLinearization(self, obs)
 
     @property
@@ -485,30 +543,32 @@ class CategoricalPolicy(Policy):
     def candidate_distributions(self, candidates: Tensor, obs: Tensor) -> ActionDistribution:
         if self.logits_net is not None:
             return super().candidate_distributions(candidates, obs)
-        k, b = candidates.shape[0], obs.shape[0]
-        logits = candidates.detach().unsqueeze(1).expand(k, b, self.num_actions)
-        return Categorical(logits.reshape(k * b, self.num_actions))
+        rows = candidates.shape[0] * candidates.shape[1]
+        logits = candidates.detach().reshape(rows, self.num_actions)
+        return Categorical(per_state_rows(logits, self._batch(obs)))
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, list[float]]:
         if self.logits_net is not None:
             return {}
-        probs = torch.softmax(self.logits.detach(), -1).tolist()
+        with torch.no_grad():
+            probs = torch.softmax(self.logits, -1).t().tolist()
         return {f"prob_{k}": p for k, p in enumerate(probs)}
 
 
 class _FreeLogitsLinearization(Linearization):
-    """Exact products for free logits ``theta = logits [K]`` broadcast over ``B``."""
+    """Exact products for free logits ``theta = logits [R, K]`` broadcast over ``B`` rows."""
 
     separable = True
 
     def __init__(self, policy: CategoricalPolicy, batch: int) -> None:
         # clone: a snapshot, not a view of the parameters the solver moves
         logits = policy.logits.detach().clone()
-        self.dist = Categorical(logits.expand(batch, policy.num_actions))
-        self._shape = (batch, policy.num_actions)
+        self.dist = Categorical(per_state_rows(logits, batch))
+        self._batch = batch
+        self._replicas = policy.replicas
 
     def jvp(self, vector: Tensor) -> Params:
-        return (vector.expand(*self._shape),)
+        return (per_state_rows(vector, self._batch),)
 
     def vjp(self, cotangent: Params) -> Tensor:
-        return cotangent[0].sum(0)
+        return cotangent[0].reshape(self._replicas, self._batch, -1).sum(1)

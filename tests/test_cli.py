@@ -43,8 +43,9 @@ def test_train_writes_config_metrics_and_checkpoint(tmp_path, capsys):
     assert len(rows) == 5
     assert [row["iteration"] for row in rows] == [0, 1, 2, 3, 4]
     columns = list(rows[0])
-    assert columns[:5] == ["iteration", "reward_mean", "episode_return_mean", "critic_loss",
-                           "order"]
+    assert columns[:7] == ["iteration", "replica", "seed", "reward_mean", "episode_return_mean",
+                           "critic_loss", "order"]
+    assert {row["replica"] for row in rows} == {0} and {row["seed"] for row in rows} == {1}
     assert set(per_agent_columns(0) + per_agent_columns(1)) <= set(columns)
     checkpoint = torch.load(run / "checkpoint.pt", weights_only=False)
     assert checkpoint["iteration"] == 5 and len(checkpoint["policies"]) == 2

@@ -1,14 +1,17 @@
-"""The constrained-step interface: one agent's trust-region update.
+"""The constrained-step interface: one agent's trust-region update, for ``R`` replicas.
 
-Each iteration the loop hands a solver one ``AgentProblem`` per agent, in the update order:
+Each iteration the loop hands a solver one ``AgentProblem`` per update position:
 
-    maximise  E[ M_i * pi_theta(a_i|o_i) / pi_old(a_i|o_i) ]       (surrogate, eq. 15-16)
+    maximise  E[ M_i * pi_theta(a_i|o_i) / pi_old(a_i|o_i) ]       (surrogate, eqs. 15-16)
     s.t.      E_s[ D(pi_old(.|s), pi_theta(.|s)) ] <= delta_i
 
 where ``M_i`` is the advantage times the ratios of the agents updated before ``i`` (eq. 15).
-The problem object offers the surrogate, its gradient and the divergence's curvature, all
-through the policy's ``Linearization`` (see ``marl_tr.policies``); the solver decides how to
-step and writes the new parameters into the policy.
+A problem holds ``R`` independent replicas of it (``R = 1`` for an ordinary run): parameters
+``[R, P]``, per-sample tensors with ``R*B`` replica-major rows, one radius per replica. Every
+reduction is per replica and every decision (accept, reject, no step) is taken per replica,
+so replicas never influence each other. The problem offers the surrogate, its gradient and
+the divergence's curvature through the policy's ``Linearization``; the solver decides how to
+step and ``finish`` writes the outcome.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from __future__ import annotations
 import math
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -27,7 +32,7 @@ from marl_tr.divergences.base import Divergence
 from marl_tr.policies import Linearization, Policy
 from marl_tr.registry import Plugin, Registry
 
-__all__ = ["SOLVERS", "AgentProblem", "Evaluation", "Solver", "StepResult"]
+__all__ = ["SOLVERS", "AgentProblem", "Evaluation", "Solver", "StepResult", "usable_gradients"]
 
 
 @dataclass
@@ -35,52 +40,53 @@ class Evaluation:
     """The surrogate and constraint at the policy's current parameters.
 
     Attributes:
-        improvement: ``E[M (ratio - 1)]``, the surrogate gain over the old policy.
-        divergence: ``E_s D(old, new)``.
-        log_prob: ``log pi_new(a_i)`` per sample ``[B]``.
+        improvement: ``E[M (ratio - 1)]`` per replica ``[R]``, the surrogate gain.
+        divergence: ``E_s D(old, new)`` per replica ``[R]``.
+        log_prob: ``log pi_new(a_i)`` per sample ``[R*B]``.
         dist: the new distribution (detached).
     """
 
-    improvement: float
-    divergence: float
+    improvement: np.ndarray
+    divergence: np.ndarray
     log_prob: Tensor
     dist: ActionDistribution
 
 
 @dataclass
 class StepResult:
-    """What one agent's update did.
+    """What one update position did, per replica (arrays ``[R]``).
 
     Attributes:
-        moved: whether the parameters changed.
-        divergence: ``E_s D(old, new)`` actually reached (0 when not moved).
-        improvement: surrogate gain actually reached.
-        expected_improvement: the solver's model of the gain (first order), if any.
-        new_log_prob: ``log pi_new(a_i)`` per sample ``[B]``, for the eq. 15 factor.
-        reason: why no step was taken ("" when moved).
-        info: solver-specific scalars (line-search steps, lambda, inner steps, ...).
+        moved: whether each replica's parameters changed.
+        divergence: ``E_s D(old, new)`` actually reached (0 where not moved).
+        improvement: surrogate gain actually reached (0 where not moved).
+        new_log_prob: ``log pi_new(a_i)`` per sample ``[R*B]`` (the old one where not moved),
+            for the eq. 15 factor.
+        expected_improvement: the solver's model of the gain (NaN where it has none).
+        reasons: why a replica did not move (``""`` where it moved).
+        info: solver-specific values per replica (line-search steps, lambda, ...).
     """
 
-    moved: bool
-    divergence: float
-    improvement: float
+    moved: np.ndarray
+    divergence: np.ndarray
+    improvement: np.ndarray
     new_log_prob: Tensor
-    expected_improvement: float = float("nan")
-    reason: str = ""
-    info: dict[str, float] = field(default_factory=dict)
+    expected_improvement: np.ndarray
+    reasons: list[str]
+    info: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class AgentProblem:
-    """One agent's constrained surrogate problem on a batch.
+    """One agent's constrained surrogate problem on a batch, for each replica.
 
     Args:
-        policy: the agent's policy, at the old parameters on entry.
-        obs: observations ``[B, obs_dim]``.
-        actions: the batch's actions of this agent ``[B, ...]``.
-        weights: ``M_i`` per sample ``[B]`` (eq. 15).
-        old_log_prob: ``log pi_old(a_i)`` ``[B]``.
+        policy: the agent's policy (``R`` replicas), at the old parameters on entry.
+        obs: observations ``[R*B, obs_dim]``.
+        actions: this agent's actions ``[R*B, ...]``.
+        weights: ``M_i`` per sample ``[R*B]`` (eq. 15).
+        old_log_prob: ``log pi_old(a_i)`` ``[R*B]``.
         divergence: the trust-region divergence.
-        radius: ``delta_i > 0``.
+        radius: ``delta_i > 0`` per replica (a number or ``[R]``).
     """
 
     def __init__(
@@ -91,7 +97,7 @@ class AgentProblem:
         weights: Tensor,
         old_log_prob: Tensor,
         divergence: Divergence,
-        radius: float,
+        radius: float | Sequence[float] | np.ndarray,
     ) -> None:
         self.policy = policy
         self.obs = obs
@@ -99,18 +105,26 @@ class AgentProblem:
         self.weights = weights
         self.old_log_prob = old_log_prob
         self.divergence = divergence
-        self.radius = float(radius)
-        self.batch_size = int(obs.shape[0])
+        self.replicas = policy.replicas
+        self.batch_size = int(obs.shape[0]) // self.replicas
+        self.radius = np.broadcast_to(np.asarray(radius, dtype=np.float64), (self.replicas,))
         self.old_params = policy.flat_parameters()
         self.old_linearization = policy.linearize(obs)
         self.old_dist = self.old_linearization.dist
         # M_i / B as a column: the per-sample factor of every surrogate gradient
         self._weight_column = (weights / self.batch_size).unsqueeze(1)
 
+    def per_replica_mean(self, values: Tensor) -> Tensor:
+        """``[R*B] -> [R]``."""
+        return values.view(self.replicas, self.batch_size).mean(1)
+
+    def radius_tensor(self, like: Tensor) -> Tensor:
+        return torch.as_tensor(self.radius, dtype=like.dtype)
+
     # -- surrogate ----------------------------------------------------------------------
     def surrogate_gradient(self, linearization: Linearization | None = None,
                            log_prob: Tensor | None = None) -> Tensor:
-        """``d/dtheta E[M (pi_theta / pi_old)]`` at the linearisation point, ``[P]``.
+        """``d/dtheta E[M (pi_theta / pi_old)]`` at the linearisation point, ``[R, P]``.
 
         At the old parameters (the default) the ratio is 1 and this is ``E[M grad log pi]``.
         """
@@ -121,14 +135,13 @@ class AgentProblem:
         return lin.vjp(tuple(g * scale for g in lin.dist.log_prob_grad(self.actions)))
 
     def divergence_gradient(self, linearization: Linearization) -> Tensor:
-        """``d/dtheta E_s D(old, pi_theta)`` at the linearisation point, ``[P]``."""
+        """``d/dtheta E_s D(old, pi_theta)`` at the linearisation point, ``[R, P]``."""
         grads = self.divergence.grad_new(self.old_dist, linearization.dist)
         return linearization.vjp(tuple(g / self.batch_size for g in grads))
 
     def fisher_product(self, vector: Tensor) -> Tensor:
-        """``H v`` with ``H`` the Hessian of ``E_s D(old, pi_theta)`` at the old parameters.
-
-        Computed as ``J^T H_dist J v / B`` (exact at identity, where the gradient of D is 0).
+        """``H v`` per replica, ``H`` the Hessian of ``E_s D(old, pi_theta)`` at the old
+        parameters: ``J^T H_dist J v / B`` (exact at identity, where the gradient of D is 0).
         """
         lin = self.old_linearization
         tangent = self.divergence.hvp(self.old_dist, lin.jvp(vector))
@@ -146,41 +159,39 @@ class AgentProblem:
         return None
 
     # -- evaluation and parameter moves -------------------------------------------------
-    def evaluate(self, with_divergence: bool = True) -> Evaluation:
-        """Surrogate gain (and divergence, unless skipped) at the current parameters."""
+    def evaluate(self) -> Evaluation:
+        """Surrogate gain and divergence per replica at the current parameters."""
         with torch.no_grad():
             dist = self.policy.distribution(self.obs)
             log_prob = dist.log_prob(self.actions)
             ratio = torch.exp(log_prob - self.old_log_prob)
-            improvement = float((self.weights * (ratio - 1.0)).mean())
-        result = Evaluation(improvement, math.nan, log_prob, dist)
-        return self.add_divergence(result) if with_divergence else result
+            improvement = self.per_replica_mean(self.weights * (ratio - 1.0))
+            divergence = self.per_replica_mean(self.divergence.compute(self.old_dist, dist))
+        return Evaluation(improvement.double().numpy(), divergence.double().numpy(), log_prob,
+                          dist)
 
-    def add_divergence(self, result: Evaluation) -> Evaluation:
-        """Fill ``result.divergence`` (``E_s D(old, new)``) if it is not computed yet."""
-        if math.isnan(result.divergence):
-            with torch.no_grad():
-                result.divergence = float(
-                    self.divergence.compute(self.old_dist, result.dist).mean()
-                )
-        return result
-
-    def evaluate_candidates(self, candidates: Tensor) -> tuple[list[float], list[float], Tensor]:
-        """Gains and divergences under ``K`` parameter vectors ``[K, P]`` at once.
+    def evaluate_candidates(self, candidates: Tensor) -> tuple[np.ndarray, np.ndarray, Tensor]:
+        """Gains and divergences under ``K`` parameter vectors per replica ``[R, K, P]``.
 
         Returns:
-            ``(improvements [K], divergences [K], log_probs [K, B])``; the policy's
+            ``(improvements [R, K], divergences [R, K], log_probs [R, K, B])``; the policy's
             parameters are left unchanged.
         """
-        k, b = candidates.shape[0], self.batch_size
+        replicas, k = candidates.shape[:2]
+        b = self.batch_size
         with torch.no_grad():
             dist = self.policy.candidate_distributions(candidates, self.obs)
-            repeats = (k, *([1] * (self.actions.dim() - 1)))
-            log_prob = dist.log_prob(self.actions.repeat(repeats)).view(k, b)
-            ratio = torch.exp(log_prob - self.old_log_prob)
-            improvements = (self.weights * (ratio - 1.0)).mean(1)
-            divergences = self.divergence.compute(self.old_dist.tile(k), dist).view(k, b).mean(1)
-        return improvements.tolist(), divergences.tolist(), log_prob
+            rest = self.actions.shape[1:]
+            actions = self.actions.view(replicas, 1, b, *rest).expand(replicas, k, b, *rest)
+            log_prob = dist.log_prob(actions.reshape(-1, *rest)).view(replicas, k, b)
+            ratio = torch.exp(log_prob - self.old_log_prob.view(replicas, 1, b))
+            improvements = (self.weights.view(replicas, 1, b) * (ratio - 1.0)).mean(2)
+            old = type(self.old_dist).from_params(tuple(
+                p.view(replicas, 1, b, *p.shape[1:]).expand(replicas, k, b, *p.shape[1:])
+                .reshape(-1, *p.shape[1:]) for p in self.old_dist.params()
+            ))
+            divergences = self.divergence.compute(old, dist).view(replicas, k, b).mean(2)
+        return improvements.double().numpy(), divergences.double().numpy(), log_prob
 
     def set_params(self, flat: Tensor) -> None:
         self.policy.set_flat_parameters(flat)
@@ -189,34 +200,74 @@ class AgentProblem:
         """Put the old parameters back."""
         self.policy.set_flat_parameters(self.old_params)
 
-    def no_step(self, reason: str) -> StepResult:
-        """Restore the old parameters and report why nothing moved."""
-        self.restore()
+    def finish(
+        self,
+        moved: np.ndarray,
+        params: Tensor,
+        divergence: np.ndarray,
+        improvement: np.ndarray,
+        log_prob: Tensor,
+        reasons: Sequence[str],
+        expected: np.ndarray | None = None,
+        info: dict[str, np.ndarray] | None = None,
+    ) -> StepResult:
+        """Keep ``params`` where ``moved``, restore the old parameters elsewhere, and report.
+
+        Args:
+            moved: ``[R]`` bool.
+            params: ``[R, P]`` parameters reached by the moved replicas.
+            divergence / improvement: ``[R]`` values reached (ignored where not moved).
+            log_prob: ``[R*B]`` new log-probabilities (ignored where not moved).
+            reasons: ``[R]`` why each replica did not move.
+        """
+        moved = np.asarray(moved, dtype=bool)
+        mask = torch.from_numpy(moved)
+        self.set_params(torch.where(mask.unsqueeze(1), params, self.old_params))
+        rows = mask.repeat_interleave(self.batch_size)
+        new_log_prob = torch.where(rows, log_prob, self.old_log_prob)
+        zero = np.zeros(self.replicas)
         return StepResult(
-            moved=False, divergence=0.0, improvement=0.0, new_log_prob=self.old_log_prob,
-            reason=reason,
+            moved=moved,
+            divergence=np.where(moved, divergence, zero),
+            improvement=np.where(moved, improvement, zero),
+            new_log_prob=new_log_prob,
+            expected_improvement=(np.full(self.replicas, np.nan) if expected is None
+                                  else np.asarray(expected, dtype=np.float64)),
+            reasons=["" if m else (r or "no step") for m, r in zip(moved, reasons)],
+            info=dict(info or {}),
         )
 
+    def no_step(self, reasons: Sequence[str] | str,
+                info: dict[str, np.ndarray] | None = None) -> StepResult:
+        """Restore the old parameters everywhere and report why nothing moved."""
+        if isinstance(reasons, str):
+            reasons = [reasons] * self.replicas
+        zero = np.zeros(self.replicas)
+        return self.finish(np.zeros(self.replicas, dtype=bool), self.old_params, zero, zero,
+                           self.old_log_prob, reasons, info=info)
 
-def is_usable_gradient(gradient: Tensor) -> str:
-    """``""`` if ``gradient`` can drive a step, else the reason (zero or non-finite)."""
-    largest = float(gradient.abs().max())  # NaN and inf propagate through max
-    if not math.isfinite(largest):
+
+def usable_gradients(gradient: Tensor) -> list[str]:
+    """Per replica ``""`` if its gradient ``[R, P]`` can drive a step, else why not (zero or
+    non-finite). Warns once if any replica's gradient is non-finite."""
+    largest = gradient.abs().amax(1).tolist()  # NaN and inf propagate through max
+    reasons = [
+        "non-finite gradient" if not math.isfinite(v) else ("zero gradient" if v == 0.0 else "")
+        for v in largest
+    ]
+    if "non-finite gradient" in reasons:
         warnings.warn(
-            "non-finite surrogate gradient: no step taken for this agent",
+            "non-finite surrogate gradient: no step taken for the replicas concerned",
             RuntimeWarning, stacklevel=3,
         )
-        return "non-finite gradient"
-    if largest == 0.0:
-        return "zero gradient"
-    return ""
+    return reasons
 
 
 class Solver(Plugin, ABC):
-    """Takes one agent's constrained step.
+    """Takes one agent's constrained step (in every replica).
 
-    Solvers with per-agent memory (a dual variable, optimiser moments) keep it keyed by
-    agent index and expose it through ``state_dict``/``load_state_dict``.
+    Solvers with per-agent memory (a dual variable, optimiser moments) keep it per agent
+    and per replica, and expose it through ``state_dict``/``load_state_dict``.
 
     Class attributes:
         info_keys: the keys of ``StepResult.info`` it reports (logged per agent).
@@ -227,12 +278,18 @@ class Solver(Plugin, ABC):
     def check_divergence(self, divergence: Divergence) -> None:
         """Raise ``ValueError`` (with the reason) if this solver cannot enforce ``divergence``."""
 
-    def reset(self, n_agents: int) -> None:
+    def reset(self, n_agents: int, replicas: int = 1) -> None:
         """Called once at the start of a run."""
 
     @abstractmethod
-    def step(self, problem: AgentProblem, agent: int) -> StepResult:
-        """Update ``problem.policy`` in place within the trust region; report the result."""
+    def step(self, problem: AgentProblem, agents: np.ndarray) -> StepResult:
+        """Update ``problem.policy`` in place within the trust region; report the result.
+
+        Args:
+            problem: the update position's problem.
+            agents: ``[R]`` the agent each replica updates at this position (for solvers
+                that keep per-agent memory).
+        """
 
     def state_dict(self) -> dict[str, Any]:
         return {}

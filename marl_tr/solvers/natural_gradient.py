@@ -4,19 +4,20 @@ Direction: conjugate gradient on ``(H + damping I) x = g`` with ``H`` the diverg
 Hessian at the old policy (the Fisher matrix for KL). Full step ``sqrt(2 delta / x^T H x) x``
 (the quadratic model ``D ~ x^T H x / 2`` hits ``delta``), then a backtracking line search that
 accepts with HARL's rule: ``D <= delta``, gain > 0 and gain / expected > ``accept_ratio``.
-A zero or non-finite gradient or curvature means no step, never NaN parameters.
+A zero or non-finite gradient or curvature means no step, never NaN parameters. Every
+quantity is per replica; CG runs batched over replicas.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from marl_tr.divergences.base import Divergence
-from marl_tr.solvers.base import SOLVERS, AgentProblem, Solver, StepResult, is_usable_gradient
+from marl_tr.solvers.base import SOLVERS, AgentProblem, Solver, StepResult, usable_gradients
 from marl_tr.validation import check_in_range, check_int, check_non_negative, check_positive
 
 __all__ = ["NaturalGradient", "conjugate_gradient"]
@@ -26,36 +27,40 @@ def conjugate_gradient(
     matvec: Callable[[Tensor], Tensor], rhs: Tensor, iterations: int = 10,
     tolerance: float = 1e-10,
 ) -> tuple[Tensor, Tensor]:
-    """Approximately solve ``A x = b`` for a symmetric positive definite ``A``.
+    """Approximately solve ``A_r x_r = b_r`` for every row ``r`` (symmetric positive definite
+    ``A_r``, applied together by ``matvec``).
 
     Args:
-        matvec: ``v -> A v``.
-        rhs: ``b`` ``[P]``.
+        matvec: ``V [R, P] -> [A_r v_r]_r``.
+        rhs: ``b`` ``[R, P]``.
         iterations: at most this many CG iterations.
-        tolerance: stop once ``|r|^2 <= tolerance * |b|^2`` (relative squared residual).
+        tolerance: a row stops once ``|r|^2 <= tolerance * |b|^2`` (relative squared residual);
+            a row whose curvature ``p^T A p`` is not positive stops where it is.
 
     Returns:
-        ``(x, r)``: the solution and its residual ``r = b - A x`` (so ``x^T A x = x^T (b - r)``
-        without another product).
+        ``(x, r)``: the solutions and their residuals ``r = b - A x`` (so
+        ``x^T A x = x^T (b - r)`` without another product).
     """
     x = torch.zeros_like(rhs)
     residual = rhs.clone()
     direction = rhs.clone()
-    rr = float(residual @ residual)
+    rr = (residual * residual).sum(1)
     stop = tolerance * rr
+    active = rr > stop
     for _ in range(iterations):
-        if rr <= stop:
+        if not bool(active.any()):
             break
         a_dir = matvec(direction)
-        curvature = float(direction @ a_dir)
-        if not curvature > 0:  # also catches NaN
-            break
-        alpha = rr / curvature
+        curvature = (direction * a_dir).sum(1)
+        good = active & (curvature > 0)  # also false for NaN
+        alpha = torch.where(good, rr / curvature, torch.zeros_like(rr)).unsqueeze(1)
         x = x + alpha * direction
         residual = residual - alpha * a_dir
-        rr_new = float(residual @ residual)
-        direction = residual + (rr_new / rr) * direction
-        rr = rr_new
+        rr_new = (residual * residual).sum(1)
+        beta = torch.where(good, rr_new / rr, torch.zeros_like(rr)).unsqueeze(1)
+        direction = residual + beta * direction
+        rr = torch.where(good, rr_new, rr)
+        active = good & (rr > stop)
     return x, residual
 
 
@@ -108,8 +113,8 @@ class NaturalGradient(Solver):
                 f"{divergence.spec()!r} is not; use solver 'primal_dual' for it"
             )
 
-    def natural_direction(self, problem: AgentProblem, gradient: Tensor) -> tuple[Tensor, float]:
-        """``x = (H + damping I)^-1 g`` and ``x^T (H + damping I) x``.
+    def natural_direction(self, problem: AgentProblem, gradient: Tensor) -> tuple[Tensor, Tensor]:
+        """``x = (H + damping I)^-1 g`` and ``x^T (H + damping I) x`` per replica.
 
         By conjugate gradient; when ``H`` is diagonal (``AgentProblem.curvature_diagonal``)
         by exact division, the solution CG converges to.
@@ -118,7 +123,7 @@ class NaturalGradient(Solver):
         diagonal = problem.curvature_diagonal()
         if diagonal is not None:
             direction = gradient / (diagonal + damping)
-            return direction, float(direction @ gradient)
+            return direction, (direction * gradient).sum(1)
 
         def matvec(v: Tensor) -> Tensor:
             return problem.fisher_product(v) + damping * v
@@ -126,74 +131,124 @@ class NaturalGradient(Solver):
         direction, residual = conjugate_gradient(
             matvec, gradient, self.cg_iterations, self.cg_tolerance
         )
-        return direction, float(direction @ (gradient - residual))
+        return direction, (direction * (gradient - residual)).sum(1)
 
-    def _fraction_column(self, dtype: torch.dtype) -> Tensor:
-        """``[coef^0, coef^1, ...]`` as a ``[K, 1]`` column (cached per dtype)."""
-        cache = self.__dict__.setdefault("_fractions", {})
-        if dtype not in cache:
-            cache[dtype] = torch.tensor(
-                [self.backtrack_coef ** k for k in range(self.max_backtracks)], dtype=dtype
-            ).unsqueeze(1)
-        return cache[dtype]
+    def fractions(self) -> np.ndarray:
+        """The line search's step fractions ``coef^0, coef^1, ...``."""
+        return self.backtrack_coef ** np.arange(self.max_backtracks)
 
-    def _gain_passes(self, gain: float, expected: float) -> bool:
-        return gain > 0 and gain / expected > self.accept_ratio
+    def acceptable(self, gains: np.ndarray, divergences: np.ndarray, expected: np.ndarray,
+                   radius: np.ndarray) -> np.ndarray:
+        """HARL's acceptance rule, elementwise: inside the ball, a real gain, and enough of
+        the expected gain."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (divergences <= radius) & (gains > 0) & (gains / expected > self.accept_ratio)
 
-    def _accepts(self, gain: float, divergence: float, expected: float, radius: float) -> bool:
-        """HARL's acceptance rule: inside the ball, a real gain, and enough of the expected."""
-        return divergence <= radius and self._gain_passes(gain, expected)
-
-    @staticmethod
-    def _moved(divergence: float, gain: float, log_prob: Tensor, expected: float, attempt: int,
-               fraction: float) -> StepResult:
-        return StepResult(
-            moved=True, divergence=divergence, improvement=gain, new_log_prob=log_prob,
-            expected_improvement=expected * fraction,
-            info={"backtracks": float(attempt), "step_fraction": fraction},
-        )
-
-    def step(self, problem: AgentProblem, agent: int) -> StepResult:
+    def step(self, problem: AgentProblem, agents: np.ndarray) -> StepResult:
         gradient = problem.surrogate_gradient()
-        reason = is_usable_gradient(gradient)
-        if reason:
-            return problem.no_step(reason)
+        reasons = usable_gradients(gradient)
+        active = np.array([not r for r in reasons])
+        if not active.any():
+            return problem.no_step(reasons)
+        gradient = torch.where(torch.from_numpy(active).unsqueeze(1), gradient,
+                               torch.zeros_like(gradient))
         direction, curvature = self.natural_direction(problem, gradient)
-        if not (math.isfinite(curvature) and curvature > 0):
-            return problem.no_step("non-positive curvature")
-        full_step = math.sqrt(2.0 * problem.radius / curvature) * direction
-        expected = float(gradient @ full_step)
-        if not (math.isfinite(expected) and expected > 0):
-            return problem.no_step("no expected improvement")
-
+        curvature_np = curvature.double().numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.sqrt(2.0 * problem.radius / curvature_np)
+        good_curvature = np.isfinite(curvature_np) & (curvature_np > 0)
+        reasons = [r or ("" if ok else "non-positive curvature")
+                   for r, ok in zip(reasons, good_curvature)]
+        active &= good_curvature
+        scale = np.where(active, scale, 0.0)
+        full_step = torch.from_numpy(scale).to(gradient.dtype).unsqueeze(1) * direction
+        expected = (gradient * full_step).sum(1).double().numpy()
+        has_gain = np.isfinite(expected) & (expected > 0)
+        reasons = [r or ("" if ok else "no expected improvement")
+                   for r, ok in zip(reasons, has_gain)]
+        active &= has_gain
+        if not active.any():
+            return problem.no_step(reasons)
         if not self.line_search:
-            problem.set_params(problem.old_params + full_step)
-            result = problem.evaluate()
-            if not (math.isfinite(result.improvement) and math.isfinite(result.divergence)):
-                return problem.no_step("non-finite step")
-            return self._moved(result.divergence, result.improvement, result.log_prob,
-                               expected, 0, 1.0)
-        fractions = [self.backtrack_coef ** k for k in range(self.max_backtracks)]
+            return self._full_step(problem, full_step, active, reasons, expected)
         if problem.policy.batched_candidates:
-            # every backtracking candidate in one batched pass; the first accepted one wins,
-            # exactly as in the sequential search below
-            candidates = problem.old_params + self._fraction_column(full_step.dtype) * full_step
-            gains, divergences, log_probs = problem.evaluate_candidates(candidates)
-            for attempt, fraction in enumerate(fractions):
-                if self._accepts(gains[attempt], divergences[attempt], expected * fraction,
-                                 problem.radius):
-                    problem.set_params(candidates[attempt])
-                    return self._moved(divergences[attempt], gains[attempt],
-                                       log_probs[attempt], expected, attempt, fraction)
-        else:
-            for attempt, fraction in enumerate(fractions):
-                problem.set_params(problem.old_params + fraction * full_step)
-                result = problem.evaluate(with_divergence=False)
-                # the divergence is computed only once the gain passes (same decision)
-                if self._gain_passes(result.improvement, expected * fraction) and \
-                        problem.add_divergence(result).divergence <= problem.radius:
-                    return self._moved(result.divergence, result.improvement, result.log_prob,
-                                       expected, attempt, fraction)
-        out = problem.no_step("line search failed")
-        out.info["backtracks"] = float(self.max_backtracks)
-        return out
+            return self._batched_search(problem, full_step, active, reasons, expected)
+        return self._sequential_search(problem, full_step, active, reasons, expected)
+
+    def _full_step(self, problem: AgentProblem, full_step: Tensor, active: np.ndarray,
+                   reasons: list[str], expected: np.ndarray) -> StepResult:
+        params = problem.old_params + full_step
+        problem.set_params(params)
+        result = problem.evaluate()
+        finite = np.isfinite(result.improvement) & np.isfinite(result.divergence)
+        moved = active & finite
+        reasons = [r or ("" if ok else "non-finite step") for r, ok in zip(reasons, finite)]
+        return problem.finish(moved, params, result.divergence, result.improvement,
+                              result.log_prob, reasons, expected,
+                              {"backtracks": np.where(active, 0.0, np.nan),
+                               "step_fraction": np.where(active, 1.0, np.nan)})
+
+    def _batched_search(self, problem: AgentProblem, full_step: Tensor, active: np.ndarray,
+                        reasons: list[str], expected: np.ndarray) -> StepResult:
+        """Every backtracking candidate in one batched pass; per replica the first accepted
+        one wins, exactly as in the sequential search."""
+        fractions = self.fractions()
+        column = torch.from_numpy(fractions).to(full_step.dtype).view(1, -1, 1)
+        candidates = problem.old_params.unsqueeze(1) + column * full_step.unsqueeze(1)
+        gains, divergences, log_probs = problem.evaluate_candidates(candidates)
+        accept = self.acceptable(gains, divergences, expected[:, None] * fractions,
+                                 problem.radius[:, None]) & active[:, None]
+        first = accept.argmax(1)
+        moved = accept.any(1)
+        rows = np.arange(problem.replicas)
+        index = torch.from_numpy(first)
+        params = candidates[torch.arange(problem.replicas), index]
+        log_prob = log_probs[torch.arange(problem.replicas), index].reshape(-1)
+        return self._searched(problem, moved, params, divergences[rows, first],
+                              gains[rows, first], log_prob, reasons, expected, first, active)
+
+    def _sequential_search(self, problem: AgentProblem, full_step: Tensor, active: np.ndarray,
+                           reasons: list[str], expected: np.ndarray) -> StepResult:
+        """Backtrack step by step (one forward pass each), replicas in lockstep; a replica
+        stops searching at its first accepted fraction."""
+        replicas = problem.replicas
+        searching = active.copy()
+        moved = np.zeros(replicas, dtype=bool)
+        first = np.zeros(replicas, dtype=np.int64)
+        chosen = problem.old_params.clone()
+        divergence, gain = np.zeros(replicas), np.zeros(replicas)
+        log_prob = problem.old_log_prob.clone()
+        rows_per_replica = problem.batch_size
+        for attempt, fraction in enumerate(self.fractions()):
+            candidate = problem.old_params + fraction * full_step
+            problem.set_params(torch.where(torch.from_numpy(searching).unsqueeze(1),
+                                           candidate, chosen))
+            result = problem.evaluate()
+            accepted = searching & self.acceptable(result.improvement, result.divergence,
+                                                   expected * fraction, problem.radius)
+            if accepted.any():
+                mask = torch.from_numpy(accepted)
+                chosen = torch.where(mask.unsqueeze(1), candidate, chosen)
+                log_prob = torch.where(mask.repeat_interleave(rows_per_replica),
+                                       result.log_prob, log_prob)
+                divergence = np.where(accepted, result.divergence, divergence)
+                gain = np.where(accepted, result.improvement, gain)
+                first = np.where(accepted, attempt, first)
+                moved |= accepted
+                searching &= ~accepted
+            if not searching.any():
+                break
+        return self._searched(problem, moved, chosen, divergence, gain, log_prob, reasons,
+                              expected, first, active)
+
+    def _searched(self, problem: AgentProblem, moved: np.ndarray, params: Tensor,
+                  divergence: np.ndarray, gain: np.ndarray, log_prob: Tensor,
+                  reasons: list[str], expected: np.ndarray, first: np.ndarray,
+                  searched: np.ndarray) -> StepResult:
+        reasons = [r or ("" if ok else "line search failed") for r, ok in zip(reasons, moved)]
+        tries = np.where(searched, float(self.max_backtracks), np.nan)  # NaN: no search ran
+        backtracks = np.where(moved, first, tries).astype(np.float64)
+        fraction = np.where(moved, self.backtrack_coef ** first, np.where(searched, 0.0, np.nan))
+        return problem.finish(moved, params, divergence, gain, log_prob, reasons,
+                              expected * np.nan_to_num(fraction),
+                              {"backtracks": backtracks, "step_fraction": fraction})

@@ -21,14 +21,14 @@ from the old parameters (off by default, for faithfulness).
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from marl_tr.solvers.base import SOLVERS, AgentProblem, Solver, StepResult, is_usable_gradient
+from marl_tr.solvers.base import SOLVERS, AgentProblem, Solver, StepResult, usable_gradients
 from marl_tr.validation import (
     check_choice,
     check_in_range,
@@ -94,100 +94,139 @@ class PrimalDual(Solver):
             check_in_range("adam_betas", b, 0.0, 1.0, high_open=True) for b in adam_betas
         )
         self.adam_eps = check_positive("adam_eps", adam_eps)
-        self._lambdas: dict[int, float] = {}
-        self._adam: dict[int, dict[str, Any]] = {}
+        self._lambdas: dict[int, np.ndarray] = {}  # agent -> [R]
+        self._adam: dict[int, dict[str, Any]] = {}  # agent -> {"m", "v": [R, P], "t": [R]}
+        self._replicas = 1
 
-    def reset(self, n_agents: int) -> None:
+    def reset(self, n_agents: int, replicas: int = 1) -> None:
         self._lambdas = {}
         self._adam = {}
+        self._replicas = replicas
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "lambdas": dict(self._lambdas),
-            "adam": {k: {n: (v.clone() if isinstance(v, Tensor) else v) for n, v in s.items()}
-                     for k, s in self._adam.items()},
+            "lambdas": {k: v.copy() for k, v in self._lambdas.items()},
+            "adam": {k: {n: (v.clone() if isinstance(v, Tensor) else np.array(v))
+                         for n, v in s.items()} for k, s in self._adam.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._lambdas = {int(k): float(v) for k, v in state.get("lambdas", {}).items()}
+        self._lambdas = {int(k): np.asarray(v, dtype=np.float64).copy()
+                         for k, v in state.get("lambdas", {}).items()}
         self._adam = {int(k): dict(v) for k, v in state.get("adam", {}).items()}
 
-    def dual_variable(self, agent: int) -> float:
-        """The agent's current ``lambda``."""
-        return self._lambdas.get(agent, self.lambda_init)
+    def dual_variables(self, agents: np.ndarray) -> np.ndarray:
+        """``lambda`` of agent ``agents[r]`` in replica ``r``, ``[R]``."""
+        out = np.full(len(agents), self.lambda_init)
+        for r, agent in enumerate(agents):
+            if int(agent) in self._lambdas:
+                out[r] = self._lambdas[int(agent)][r]
+        return out
+
+    def _store_dual_variables(self, agents: np.ndarray, lam: np.ndarray) -> None:
+        for r, agent in enumerate(agents):
+            table = self._lambdas.setdefault(int(agent), np.full(len(agents), self.lambda_init))
+            table[r] = lam[r]
 
     # -- the descent direction ----------------------------------------------------------
-    def _update(self, agent: int, gradient: Tensor) -> Tensor:
-        """The parameter change for one descent step on ``L`` (SGD or Adam)."""
+    def _update(self, agents: np.ndarray, gradient: Tensor, active: Tensor) -> Tensor:
+        """The parameter change ``[R, P]`` for one descent step on ``L`` (SGD or Adam);
+        zero for inactive replicas (whose optimiser state does not advance)."""
         if self.optimizer == "sgd":
-            return -self.lr_theta * gradient
-        state = self._adam.setdefault(
-            agent, {"m": torch.zeros_like(gradient), "v": torch.zeros_like(gradient), "t": 0}
-        )
+            return torch.where(active.unsqueeze(1), -self.lr_theta * gradient,
+                               torch.zeros_like(gradient))
         beta1, beta2 = self.adam_betas
-        state["t"] += 1
-        state["m"] = beta1 * state["m"] + (1 - beta1) * gradient
-        state["v"] = beta2 * state["v"] + (1 - beta2) * gradient * gradient
-        m_hat = state["m"] / (1 - beta1 ** state["t"])
-        v_hat = state["v"] / (1 - beta2 ** state["t"])
-        return -self.lr_theta * m_hat / (v_hat.sqrt() + self.adam_eps)
+        update = torch.zeros_like(gradient)
+        for r, agent in enumerate(agents):  # moments per (agent, replica)
+            if not bool(active[r]):
+                continue
+            state = self._adam.setdefault(int(agent), {
+                "m": torch.zeros_like(gradient), "v": torch.zeros_like(gradient),
+                "t": np.zeros(gradient.shape[0], dtype=np.int64),
+            })
+            g = gradient[r]
+            state["t"][r] += 1
+            t = int(state["t"][r])
+            state["m"][r] = beta1 * state["m"][r] + (1 - beta1) * g
+            state["v"][r] = beta2 * state["v"][r] + (1 - beta2) * g * g
+            m_hat = state["m"][r] / (1 - beta1 ** t)
+            v_hat = state["v"][r] / (1 - beta2 ** t)
+            update[r] = -self.lr_theta * m_hat / (v_hat.sqrt() + self.adam_eps)
+        return update
 
-    def step(self, problem: AgentProblem, agent: int) -> StepResult:
-        lam = self.dual_variable(agent) if self.persist_lambda else self.lambda_init
-        reason = is_usable_gradient(problem.surrogate_gradient())
-        if reason:
-            out = problem.no_step(reason)
-            out.info["lambda"] = lam
-            return out
+    def step(self, problem: AgentProblem, agents: np.ndarray) -> StepResult:
+        lam = (self.dual_variables(agents) if self.persist_lambda
+               else np.full(problem.replicas, self.lambda_init))
+        reasons = usable_gradients(problem.surrogate_gradient())
+        active = np.array([not r for r in reasons])
+        if not active.any():
+            return problem.no_step(reasons, {"lambda": lam})
         params = problem.old_params
         lin, log_prob = problem.old_linearization, problem.old_log_prob
-        divergence, steps_taken = 0.0, 0
+        started = active.copy()  # replicas with a usable gradient (the others report NaN)
+        steps_taken = np.zeros(problem.replicas)
         for inner in range(self.inner_steps):
             # eq. 17: descend L in theta at the current lambda
             gradient = -problem.surrogate_gradient(lin, log_prob=log_prob)
-            if lam > 0.0:
-                gradient = gradient + lam * problem.divergence_gradient(lin)
-            candidate = params + self._update(agent, gradient)
+            if (lam > 0.0).any():
+                weight = torch.from_numpy(lam).to(gradient.dtype).unsqueeze(1)
+                gradient = gradient + weight * problem.divergence_gradient(lin)
+            candidate = params + self._update(agents, gradient, torch.from_numpy(active))
             problem.set_params(candidate)
             lin = problem.policy.linearize(problem.obs)
             log_prob = lin.dist.log_prob(problem.actions)
-            divergence = float(problem.divergence.compute(problem.old_dist, lin.dist).mean())
-            if not (math.isfinite(divergence) and bool(torch.isfinite(candidate).all())):
+            divergence = problem.per_replica_mean(
+                problem.divergence.compute(problem.old_dist, lin.dist)).double().numpy()
+            finite = np.isfinite(divergence) & torch.isfinite(candidate).all(1).numpy()
+            if not finite[active].all():
+                broken = active & ~finite
                 warnings.warn(
-                    f"non-finite step for agent {agent} at inner step {inner}: stopping this "
-                    "update at the last finite parameters", RuntimeWarning, stacklevel=2,
+                    f"non-finite step for agent(s) {sorted({int(a) for a in agents[broken]})} "
+                    f"at inner step {inner}: those replicas stop at their last finite "
+                    "parameters", RuntimeWarning, stacklevel=2,
                 )
-                problem.set_params(params)
-                break
-            params, steps_taken = candidate, steps_taken + 1
+                active &= finite
+                candidate = torch.where(torch.from_numpy(active).unsqueeze(1), candidate, params)
+                problem.set_params(candidate)
+                lin = problem.policy.linearize(problem.obs)
+                log_prob = lin.dist.log_prob(problem.actions)
+                reasons = [r or ("non-finite step" if b else "") for r, b in zip(reasons, broken)]
+            params = candidate
+            steps_taken += active
             # eq. 18: projected ascent on lambda with the constraint at the new theta
-            lam = max(0.0, lam + self.lr_lambda * (divergence - problem.radius))
+            lam = np.where(active, np.maximum(0.0, lam + self.lr_lambda *
+                                              (divergence - problem.radius)), lam)
+            if not active.any():
+                break
         if self.persist_lambda:
-            self._lambdas[agent] = lam
-        if steps_taken == 0:
-            out = problem.no_step("non-finite step")
-            out.info["lambda"] = lam
-            return out
+            self._store_dual_variables(agents, lam)
         result = problem.evaluate()
-        shrink = 1.0
-        if self.safeguard == "shrink" and not result.divergence <= problem.radius:
-            shrink, result = self._shrink_into_ball(problem, params)
-        return StepResult(
-            moved=True, divergence=result.divergence, improvement=result.improvement,
-            new_log_prob=result.log_prob,
-            info={"lambda": lam, "inner_steps": float(steps_taken), "shrink": shrink},
+        shrink = np.ones(problem.replicas)
+        over = ~(result.divergence <= problem.radius) & (steps_taken > 0)
+        if self.safeguard == "shrink" and over.any():
+            shrink, params, result = self._shrink_into_ball(problem, params, over)
+        finite = np.isfinite(result.improvement) & np.isfinite(result.divergence)
+        moved = (steps_taken > 0) & finite
+        return problem.finish(
+            moved, params, result.divergence, result.improvement, result.log_prob, reasons,
+            info={"lambda": lam, "inner_steps": np.where(started, steps_taken, np.nan),
+                  "shrink": np.where(started, shrink, np.nan)},
         )
 
-    def _shrink_into_ball(self, problem: AgentProblem, params: Tensor):
-        """Largest ``t`` in [0, 1] with ``D(old, old + t (params - old)) <= delta`` (bisection)."""
+    def _shrink_into_ball(self, problem: AgentProblem, params: Tensor, over: np.ndarray):
+        """Per replica in ``over``, the largest ``t`` in [0, 1] with
+        ``D(old, old + t (params - old)) <= delta`` (bisection, replicas in lockstep)."""
         delta_params = params - problem.old_params
-        low, high = 0.0, 1.0
+        low = np.where(over, 0.0, 1.0)
+        high = np.ones(problem.replicas)
         for _ in range(self.safeguard_iterations):
-            mid = 0.5 * (low + high)
-            problem.set_params(problem.old_params + mid * delta_params)
-            if problem.evaluate().divergence <= problem.radius:
-                low = mid
-            else:
-                high = mid
-        problem.set_params(problem.old_params + low * delta_params)
-        return low, problem.evaluate()
+            mid = np.where(over, 0.5 * (low + high), 1.0)
+            t = torch.from_numpy(mid).to(params.dtype).unsqueeze(1)
+            problem.set_params(problem.old_params + t * delta_params)
+            inside = problem.evaluate().divergence <= problem.radius
+            low = np.where(over & inside, mid, low)
+            high = np.where(over & ~inside, mid, high)
+        t = torch.from_numpy(low).to(params.dtype).unsqueeze(1)
+        shrunk = problem.old_params + t * delta_params
+        problem.set_params(shrunk)
+        return low, shrunk, problem.evaluate()

@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 
+Seed = int | Sequence[int] | None
+
+
 class NonFiniteRewardError(ValueError):
     """An environment returned a NaN or infinite reward."""
 
@@ -125,8 +128,13 @@ class MultiAgentVecEnv(ABC):
         return len(self.agents)
 
     @abstractmethod
-    def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
-        """Reset every copy. Returns per-agent observations and the state ``[E, S]``."""
+    def reset(self, seed: Seed = None) -> tuple[list[np.ndarray], np.ndarray]:
+        """Reset every copy. Returns per-agent observations and the state ``[E, S]``.
+
+        ``seed``: an int, or one int per replica block (``k`` ints split the copies into
+        ``k`` equal consecutive blocks; block ``j`` is then exactly an env of
+        ``E / k`` copies reset with ``seed[j]``).
+        """
 
     @abstractmethod
     def step(self, actions: Sequence[np.ndarray]) -> EnvStep:
@@ -177,8 +185,8 @@ class JointVectorEnvAdapter(MultiAgentVecEnv):
         state = np.asarray(obs).reshape(self.num_envs, -1)
         return [state] * len(self.agents), state
 
-    def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
-        obs, _ = self.env.reset(seed=seed)
+    def reset(self, seed: Seed = None) -> tuple[list[np.ndarray], np.ndarray]:
+        obs, _ = self.env.reset(seed=list(seed) if isinstance(seed, Sequence) else seed)
         return self._obs(obs)
 
     def step(self, actions: Sequence[np.ndarray]) -> EnvStep:
@@ -272,10 +280,16 @@ class ParallelEnvAdapter(MultiAgentVecEnv):
                for a in self.agents]
         return obs, np.stack(states)
 
-    def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    def reset(self, seed: Seed = None) -> tuple[list[np.ndarray], np.ndarray]:
+        """Copy ``e`` of block ``j`` is reset with ``seed[j] + e`` (``seed + e`` for an int)."""
+        seeds = [seed] if seed is None or isinstance(seed, int) else list(seed)
+        if self.num_envs % len(seeds):
+            raise ValueError(f"{len(seeds)} seed blocks do not divide {self.num_envs} copies")
+        block = self.num_envs // len(seeds)
         per_env, states = [], []
         for index, env in enumerate(self.envs):
-            obs, _ = env.reset(seed=None if seed is None else seed + index)
+            base = seeds[index // block]
+            obs, _ = env.reset(seed=None if base is None else base + index % block)
             self._check_agents(env, obs)
             per_env.append(obs)
             states.append(self._state(env, obs))

@@ -1,6 +1,6 @@
 """The sequential multi-agent trust-region loop (Algorithm 1, generalised).
 
-Each iteration:
+Each iteration, in each of ``R`` independent replicas (``R = 1`` for an ordinary run):
 
 1. collect a batch with the current joint policy;
 2. compute advantages with the centralised critic (GAE), optionally normalised;
@@ -11,11 +11,16 @@ Each iteration:
 6. fit the critic; record each agent's radius, the divergence its step actually reached
    and its surrogate gain.
 
-The loop knows nothing about which divergence, scheduler or solver it runs.
+The loop knows nothing about which divergence, scheduler or solver it runs. Replicas are
+stepped together for speed, with their own seeds, orders and random streams: replica ``r``
+is the run with seed ``seed + r``. At update position ``k`` each replica updates its own
+``k``-th agent; when those differ (identical agents, random orders) the loop gathers them
+into one batched problem and writes the result back to each agent.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from typing import Any
@@ -24,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from marl_tr.policies import Policy
 from marl_tr.radius.base import PreviousSteps
 from marl_tr.solvers.base import AgentProblem, StepResult
 from marl_tr.training.critic import gae, normalize
@@ -32,18 +38,38 @@ from marl_tr.training.radius_context import LoopRadiusContext
 from marl_tr.training.rollout import Batch, Collector
 from marl_tr.training.setup import RunParts
 
-__all__ = ["SequentialTrustRegion", "TrainingError"]
+__all__ = ["SequentialTrustRegion", "TrainingError", "replica_streams"]
 
 
 class TrainingError(RuntimeError):
     """A run cannot continue (bad data from the env, a broken plug-in); names the iteration."""
 
 
+def replica_streams(seed: int) -> tuple[torch.Generator, np.random.Generator, int]:
+    """The random streams of the run with ``seed``: action sampling, agent order, env seed."""
+    sampling, order, env = np.random.SeedSequence(seed).spawn(3)
+    generator = torch.Generator().manual_seed(
+        int(sampling.generate_state(1, np.uint64)[0] >> np.uint64(1))
+    )
+    return generator, np.random.default_rng(order), int(env.generate_state(1)[0])
+
+
+def _gather_rows(per_agent: list[Tensor], agents: np.ndarray, replicas: int) -> Tensor:
+    """Replica ``r``'s rows of agent ``agents[r]``'s tensor, for every ``r``: ``[R*B, ...]``."""
+    first = per_agent[int(agents[0])]
+    if all(per_agent[int(a)] is first for a in agents):
+        return first
+    stacked = torch.stack(per_agent)  # [n, R*B, ...]
+    grouped = stacked.view(stacked.shape[0], replicas, -1, *stacked.shape[2:])
+    picked = grouped[torch.from_numpy(agents), torch.arange(replicas)]
+    return picked.reshape(-1, *stacked.shape[2:])
+
+
 class SequentialTrustRegion:
-    """One run of the generic loop over already built parts (see ``build_parts``).
+    """One run (``R`` replicas) of the generic loop over already built parts.
 
     Args:
-        parts: the resolved config, env, policies, critic and plug-ins.
+        parts: the resolved config, env, policies, critic and plug-ins (see ``build_parts``).
     """
 
     def __init__(self, parts: RunParts) -> None:
@@ -56,20 +82,21 @@ class SequentialTrustRegion:
         self.scheduler = parts.scheduler
         self.solver = parts.solver
         self.n_agents = len(self.policies)
-        seeds = np.random.SeedSequence(config.seed).spawn(3)
-        self.torch_generator = torch.Generator().manual_seed(
-            int(seeds[0].generate_state(1, np.uint64)[0] >> np.uint64(1))
-        )
-        self.order_rng = np.random.default_rng(seeds[1])
-        self.env_seed = int(seeds[2].generate_state(1)[0])
+        self.replicas = config.replicas
+        streams = [replica_streams(config.seed + r) for r in range(self.replicas)]
+        self.torch_generators = [s[0] for s in streams]
+        self.order_rngs = [s[1] for s in streams]
+        env_seeds = [s[2] for s in streams]
         steps = config.batch_size // (config.num_envs or config.batch_size)
-        self.collector = Collector(self.env, steps, parts.dtype, self.torch_generator)
+        self.collector = Collector(self.env, steps, parts.dtype, self.torch_generators)
         self.iteration = 0
         self.previous_params: list[Tensor] | None = None
         self.previous_steps: PreviousSteps | None = None
         self.scheduler.reset(self.n_agents)
-        self.solver.reset(self.n_agents)
-        self.collector.reset(self.env_seed)
+        self.solver.reset(self.n_agents, self.replicas)
+        self.collector.reset(env_seeds if self.replicas > 1 else env_seeds[0])
+        self._slot: Policy | None = None
+        self._rows = np.arange(self.replicas)
 
     # -- one iteration -----------------------------------------------------------------------
     def collect(self) -> Batch:
@@ -79,7 +106,8 @@ class SequentialTrustRegion:
             raise TrainingError(f"iteration {self.iteration}: {exc}") from exc
 
     def advantages(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """Per-sample advantages ``[N]`` (normalised if configured) and returns ``[T, E]``."""
+        """Per-sample advantages ``[R*B]`` (normalised per replica if configured) and the
+        critic's targets ``[R, T, E]``."""
         with torch.no_grad():
             values = self.critic(batch.states)
             if bool(batch.terminated.all()):  # one-step games: nothing to bootstrap from
@@ -90,75 +118,122 @@ class SequentialTrustRegion:
             batch.rewards, values, next_values, batch.terminated, batch.truncated,
             self.config.gamma, self.config.gae_lambda,
         )
-        flat = advantages.reshape(-1)
+        per_replica = advantages.reshape(self.replicas, -1)
         if self.config.normalize_advantages:
-            flat = normalize(flat)
-        return flat, returns
+            per_replica = normalize(per_replica)
+        return per_replica.reshape(-1), returns
 
     def radii(self, batch: Batch, weights: Tensor) -> np.ndarray:
+        """``delta`` per replica and agent ``[R, n]`` from the scheduler."""
         context = LoopRadiusContext(
             self.iteration, self.policies, self.previous_params, batch.obs, batch.actions,
             batch.log_probs, weights, self.previous_steps,
         )
-        radii = np.asarray(self.scheduler.radii(context), dtype=np.float64)
-        if radii.shape != (self.n_agents,) or not (np.isfinite(radii).all() and (radii > 0).all()):
+        radii = np.stack([
+            np.asarray(self.scheduler.radii(context.for_replica(r)), dtype=np.float64)
+            for r in range(self.replicas)
+        ])
+        if radii.shape != (self.replicas, self.n_agents) or not (
+            np.isfinite(radii).all() and (radii > 0).all()
+        ):
             raise TrainingError(
                 f"iteration {self.iteration}: radius scheduler {self.scheduler.spec()!r} returned "
-                f"{radii!r}; expected {self.n_agents} finite values > 0"
+                f"{radii!r}; expected {self.n_agents} finite values > 0 per replica"
             )
         return radii
 
-    def agent_order(self) -> np.ndarray:
+    def agent_orders(self) -> np.ndarray:
+        """Update order per replica ``[R, n]``."""
         if self.config.agent_order == "fixed":
-            return np.arange(self.n_agents)
-        return self.order_rng.permutation(self.n_agents)
+            return np.tile(np.arange(self.n_agents), (self.replicas, 1))
+        return np.stack([rng.permutation(self.n_agents) for rng in self.order_rngs])
 
-    def update_agent(self, agent: int, batch: Batch, weights: Tensor, radius: float) -> StepResult:
-        """Agent ``agent``'s constrained step; a step that leaves non-finite parameters is
-        undone (a warning, never NaN parameters)."""
+    def update_position(
+        self, agents: np.ndarray, batch: Batch, weights: Tensor, radii: np.ndarray
+    ) -> tuple[StepResult, Tensor]:
+        """Replica ``r`` updates agent ``agents[r]``; returns the result and the old
+        log-probabilities of the updated agents ``[R*B]``."""
+        same = bool((agents == agents[0]).all())
+        if same:
+            policy = self.policies[int(agents[0])]
+        else:  # gather each replica's agent into one policy of R replicas
+            params = torch.stack([p.flat_parameters() for p in self.policies])  # [n, R, P]
+            if self._slot is None:
+                self._slot = copy.deepcopy(self.policies[0])
+            policy = self._slot
+            replica_index = torch.arange(self.replicas)
+            policy.set_flat_parameters(params[torch.from_numpy(agents), replica_index])
+        obs = _gather_rows(batch.obs, agents, self.replicas)
+        old_log_prob = _gather_rows(batch.log_probs, agents, self.replicas)
         problem = AgentProblem(
-            self.policies[agent], batch.obs[agent], batch.actions[agent], weights,
-            batch.log_probs[agent], self.divergence, radius,
+            policy, obs, _gather_rows(batch.actions, agents, self.replicas), weights,
+            old_log_prob, self.divergence, radii,
         )
-        result = self.solver.step(problem, agent)
-        if result.moved and not bool(torch.isfinite(self.policies[agent].flat_parameters()).all()):
-            warnings.warn(
-                f"iteration {self.iteration}: agent {agent}'s step produced non-finite "
-                "parameters; step undone", RuntimeWarning, stacklevel=2,
-            )
-            result = problem.no_step("non-finite parameters")
-        return result
+        result = self._guard_non_finite(problem, self.solver.step(problem, agents), agents)
+        if not same:
+            new = policy.flat_parameters()
+            for agent in np.unique(agents):
+                rows = torch.from_numpy(agents == agent).unsqueeze(1)
+                target = self.policies[int(agent)]
+                target.set_flat_parameters(torch.where(rows, new, params[int(agent)]))
+        return result, old_log_prob
 
-    def step(self) -> dict[str, Any]:
-        """Run one iteration; returns its metrics."""
+    def _guard_non_finite(self, problem: AgentProblem, result: StepResult,
+                          agents: np.ndarray) -> StepResult:
+        """Undo, per replica, a step that left non-finite parameters (warning, no NaN)."""
+        params = problem.policy.flat_parameters()
+        broken = result.moved & ~torch.isfinite(params).all(1).numpy()
+        if not broken.any():
+            return result
+        warnings.warn(
+            f"iteration {self.iteration}: a step of agent(s) "
+            f"{sorted({int(a) for a in agents[broken]})} produced non-finite parameters; "
+            "step undone", RuntimeWarning, stacklevel=3,
+        )
+        reasons = [r or ("non-finite parameters" if b else "")
+                   for r, b in zip(result.reasons, broken)]
+        return problem.finish(result.moved & ~broken, params, result.divergence,
+                              result.improvement, result.new_log_prob, reasons,
+                              result.expected_improvement, result.info)
+
+    def step(self) -> list[dict[str, Any]]:
+        """Run one iteration; returns its metrics, one row per replica."""
         batch = self.collect()
         advantages, returns = self.advantages(batch)
         radii = self.radii(batch, advantages)
-        order = self.agent_order()
+        orders = self.agent_orders()
         start_params = [policy.flat_parameters() for policy in self.policies]
-        results: list[StepResult | None] = [None] * self.n_agents
+        shape = (self.replicas, self.n_agents)
+        record = {"moved": np.zeros(shape, dtype=bool), "divergence": np.zeros(shape),
+                  "improvement": np.zeros(shape)}
+        info = {key: np.full(shape, math.nan) for key in self.solver.info_keys}
         log_factor: Tensor | None = None  # sum of log-ratios of the agents updated so far
         limit = self.config.max_log_factor
-        for agent in order:
+        rows = self._rows
+        for position in range(self.n_agents):
+            agents = orders[:, position]
             if log_factor is None:
                 weights = advantages
             else:
                 clamped = log_factor if limit is None else log_factor.clamp(-limit, limit)
                 weights = advantages * torch.exp(clamped)  # eq. 15
-            result = self.update_agent(int(agent), batch, weights, float(radii[agent]))
-            results[agent] = result
-            if result.moved:
-                delta = result.new_log_prob - batch.log_probs[agent]
+            result, old_log_prob = self.update_position(agents, batch, weights,
+                                                        radii[rows, agents])
+            record["moved"][rows, agents] = result.moved
+            record["divergence"][rows, agents] = result.divergence
+            record["improvement"][rows, agents] = result.improvement
+            for key in info:
+                if key in result.info:
+                    info[key][rows, agents] = result.info[key]
+            if result.moved.any():
+                delta = result.new_log_prob - old_log_prob  # zero where not moved
                 log_factor = delta if log_factor is None else log_factor + delta
-        critic_loss = self.critic.fit(batch.states, returns)
+        critic_losses = self.critic.fit(batch.states, returns)
         self.previous_params = start_params
-        done = [r for r in results if r is not None]
         self.previous_steps = PreviousSteps(
-            radius=radii,
-            divergence=np.array([r.divergence for r in done]),
-            improvement=np.array([r.improvement for r in done]),
+            radius=radii, divergence=record["divergence"], improvement=record["improvement"],
         )
-        metrics = self._metrics(batch, radii, order, done, critic_loss)
+        metrics = self._metrics(batch, radii, orders, record, info, critic_losses)
         self.iteration += 1
         return metrics
 
@@ -173,30 +248,37 @@ class SequentialTrustRegion:
         return cache[agent]
 
     def _metrics(
-        self, batch: Batch, radii: np.ndarray, order: np.ndarray, results: list[StepResult],
-        critic_loss: float,
-    ) -> dict[str, Any]:
-        returns = batch.episode_returns
-        row: dict[str, Any] = {
-            "iteration": self.iteration,
-            "reward_mean": float(batch.rewards.mean()),
-            "episode_return_mean": sum(returns) / len(returns) if returns else math.nan,
-            "critic_loss": critic_loss,
-            "order": ",".join(map(str, order.tolist())),
-        }
-        radii_list = radii.tolist()
-        for i, result in enumerate(results):
-            keys = self._agent_keys(i)
-            row[keys["radius"]] = radii_list[i]
-            row[keys["divergence"]] = result.divergence
-            row[keys["constraint_ratio"]] = result.divergence / radii_list[i]
-            row[keys["improvement"]] = result.improvement
-            row[keys["moved"]] = int(result.moved)
-            for key in self.solver.info_keys:
-                row[keys[key]] = result.info.get(key, math.nan)
-            for key, value in self.policies[i].summary().items():
-                row[keys[key]] = value
-        return row
+        self, batch: Batch, radii: np.ndarray, orders: np.ndarray, record: dict[str, np.ndarray],
+        info: dict[str, np.ndarray], critic_losses: list[float],
+    ) -> list[dict[str, Any]]:
+        reward_means = batch.rewards.reshape(self.replicas, -1).mean(1).tolist()
+        summaries = [policy.summary() for policy in self.policies]
+        ratios = record["divergence"] / radii
+        columns = {"radius": radii.tolist(), "divergence": record["divergence"].tolist(),
+                   "constraint_ratio": ratios.tolist(),
+                   "improvement": record["improvement"].tolist(),
+                   "moved": record["moved"].astype(int).tolist(),
+                   **{key: values.tolist() for key, values in info.items()}}
+        rows = []
+        for r in range(self.replicas):
+            returns = batch.episode_returns[r]
+            row: dict[str, Any] = {
+                "iteration": self.iteration,
+                "replica": r,
+                "seed": self.config.seed + r,
+                "reward_mean": reward_means[r],
+                "episode_return_mean": sum(returns) / len(returns) if returns else math.nan,
+                "critic_loss": critic_losses[r],
+                "order": ",".join(map(str, orders[r].tolist())),
+            }
+            for i in range(self.n_agents):
+                keys = self._agent_keys(i)
+                for name, values in columns.items():
+                    row[keys[name]] = values[r][i]
+                for name, values in summaries[i].items():
+                    row[keys[name]] = values[r]
+            rows.append(row)
+        return rows
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -210,8 +292,8 @@ class SequentialTrustRegion:
             "solver": self.solver.state_dict(),
             "previous_params": self.previous_params,
             "previous_steps": self.previous_steps,
-            "torch_generator": self.torch_generator.get_state(),
-            "order_rng": self.order_rng.bit_generator.state,
+            "torch_generators": [g.get_state() for g in self.torch_generators],
+            "order_rngs": [rng.bit_generator.state for rng in self.order_rngs],
             "collector": self.collector.state_dict(),
         }
 
@@ -225,6 +307,8 @@ class SequentialTrustRegion:
         self.solver.load_state_dict(state["solver"])
         self.previous_params = state["previous_params"]
         self.previous_steps = state["previous_steps"]
-        self.torch_generator.set_state(state["torch_generator"])
-        self.order_rng.bit_generator.state = state["order_rng"]
+        for generator, saved in zip(self.torch_generators, state["torch_generators"]):
+            generator.set_state(saved)
+        for rng, saved in zip(self.order_rngs, state["order_rngs"]):
+            rng.bit_generator.state = saved
         self.collector.load_state_dict(state["collector"])

@@ -64,16 +64,21 @@ def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float
     return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
 
 
-class LoopRadiusContext(RadiusContext):
-    """Context for one iteration of the sequential loop.
+class LoopRadiusContext:
+    """What the loop observes at the start of an iteration, for every replica.
+
+    Quantities are computed for all replicas and agents together (``[R, n]``), only when a
+    scheduler first asks, and cached per divergence. Schedulers see one replica at a time
+    through ``for_replica(r)``, a ``RadiusContext`` of ``[n]`` arrays.
 
     Args:
         iteration: the iteration index.
-        policies: the agents' policies (at the current parameters).
-        previous_params: each agent's flat parameters one iteration ago (``None`` at first).
-        obs / actions / log_probs: the batch, per agent.
-        weights: the batch advantages (no teammate correction) ``[N]``.
-        previous: the last iteration's step records.
+        policies: the agents' policies (``R`` replicas, at the current parameters).
+        previous_params: each agent's flat parameters one iteration ago, ``[R, P]``
+            (``None`` at first).
+        obs / actions / log_probs: the batch, per agent (``R*B`` rows).
+        weights: the batch advantages (no teammate correction) ``[R*B]``.
+        previous: the last iteration's step records, arrays ``[R, n]`` (``None`` at first).
         ray_points: grid size for price responses.
     """
 
@@ -91,13 +96,18 @@ class LoopRadiusContext(RadiusContext):
     ) -> None:
         self.iteration = iteration
         self.n_agents = len(policies)
+        self.replicas = policies[0].replicas
         self.previous = previous
         self._policies = policies
         self._previous_params = previous_params
         self._obs, self._actions, self._log_probs = obs, actions, log_probs
         self._weights = weights
         self._ray_points = ray_points
-        self._cache: dict[tuple[str, str], object] = {}
+        self._cache: dict[tuple[str, int], object] = {}
+
+    def for_replica(self, replica: int) -> RadiusContext:
+        """The ``RadiusContext`` of one replica."""
+        return _ReplicaView(self, replica)
 
     def _cached(self, kind: str, divergence: Divergence, compute: Callable[[], object]):
         key = (kind, id(divergence))
@@ -113,24 +123,27 @@ class LoopRadiusContext(RadiusContext):
 
     # -- drift -----------------------------------------------------------------------------
     def drift(self, divergence: Divergence) -> np.ndarray | None:
+        """``E_s[D(pi_j^(t-1), pi_j^(t))]``, ``[R, n]`` (``None`` at the first iteration)."""
         if self._previous_params is None:
             return None
         return self._cached("drift", divergence, lambda: self._drift(divergence))
 
     @torch.no_grad()
     def _drift(self, divergence: Divergence) -> np.ndarray:
-        out = np.empty(self.n_agents)
+        out = np.empty((self.replicas, self.n_agents))
         for i, policy in enumerate(self._policies):
             current = policy.flat_parameters()
             now = policy.distribution(self._obs[i])
             policy.set_flat_parameters(self._previous_params[i])
             before = policy.distribution(self._obs[i])
             policy.set_flat_parameters(current)
-            out[i] = float(divergence(before, now).mean())
+            values = divergence(before, now).view(self.replicas, -1).mean(1)
+            out[:, i] = values.double().numpy()
         return out
 
     # -- natural-gradient norms ------------------------------------------------------------
     def natural_gradient_norms(self, divergence: Divergence) -> np.ndarray:
+        """``q = g^T H^-1 g`` per replica and agent, ``[R, n]``."""
         if not divergence.smooth_at_identity:
             raise ValueError(
                 f"natural-gradient norms need a divergence smooth at identity; "
@@ -140,41 +153,66 @@ class LoopRadiusContext(RadiusContext):
 
     def _natural_gradient_norms(self, divergence: Divergence) -> np.ndarray:
         solver = NaturalGradient()
-        out = np.zeros(self.n_agents)
+        out = np.zeros((self.replicas, self.n_agents))
         for i in range(self.n_agents):
             problem = self._problem(i, divergence)
             gradient = problem.surrogate_gradient()
-            if not bool(torch.isfinite(gradient).all()):
-                out[i] = float("nan")
-                continue
+            finite = torch.isfinite(gradient).all(1)
+            gradient = torch.where(finite.unsqueeze(1), gradient, torch.zeros_like(gradient))
             direction, _ = solver.natural_direction(problem, gradient)
-            out[i] = max(float(gradient @ direction), 0.0)
+            q = (gradient * direction).sum(1).clamp_min(0.0).double().numpy()
+            out[:, i] = np.where(finite.numpy(), q, np.nan)
         return out
 
     # -- price responses -------------------------------------------------------------------
-    def price_responses(self, divergence: Divergence) -> Sequence[Callable[[float], float]]:
+    def price_responses(self, divergence: Divergence) -> list[list[PriceResponse]]:
+        """``c(price)`` per replica and agent (``[R][n]``)."""
         return self._cached("price", divergence, lambda: self._price_responses(divergence))
 
-    def _price_responses(self, divergence: Divergence) -> list[PriceResponse]:
-        out = []
+    def _price_responses(self, divergence: Divergence) -> list[list[PriceResponse]]:
+        out: list[list[PriceResponse]] = [[] for _ in range(self.replicas)]
+        lengths = np.concatenate(([0.0], np.geomspace(1e-4, 1e2, self._ray_points)))
         for i in range(self.n_agents):
             problem = self._problem(i, divergence)
             gradient = problem.surrogate_gradient()
-            norm = float(gradient.norm())
-            if not (np.isfinite(norm) and norm > 0):
-                out.append(PriceResponse(np.zeros(1), np.zeros(1)))
-                continue
-            direction = gradient / norm
-            # geometric step lengths: 1e-4 .. ~1e2 parameter units, plus the origin
-            lengths = np.concatenate(([0.0], np.geomspace(1e-4, 1e2, self._ray_points)))
-            divs, gains = np.zeros(len(lengths)), np.zeros(len(lengths))
+            norm = gradient.norm(dim=1, keepdim=True)
+            usable = torch.isfinite(norm) & (norm > 0)
+            direction = torch.where(usable, gradient / norm, torch.zeros_like(gradient))
+            divs = np.zeros((len(lengths), self.replicas))
+            gains = np.zeros((len(lengths), self.replicas))
             for k, length in enumerate(lengths[1:], start=1):
                 problem.set_params(problem.old_params + length * direction)
                 result = problem.evaluate()
-                if not (np.isfinite(result.divergence) and np.isfinite(result.improvement)):
-                    divs, gains = divs[:k], gains[:k]
-                    break
                 divs[k], gains[k] = result.divergence, result.improvement
             problem.restore()
-            out.append(PriceResponse(divs, gains))
+            for r in range(self.replicas):
+                finite = np.isfinite(divs[:, r]) & np.isfinite(gains[:, r])
+                count = len(lengths) if finite.all() else int(np.argmin(finite))
+                if not bool(usable[r]):
+                    count = 1
+                out[r].append(PriceResponse(divs[:count, r], gains[:count, r]))
         return out
+
+
+class _ReplicaView(RadiusContext):
+    """One replica's slice of a ``LoopRadiusContext``."""
+
+    def __init__(self, parent: LoopRadiusContext, replica: int) -> None:
+        self._parent, self._replica = parent, replica
+        self.iteration = parent.iteration
+        self.n_agents = parent.n_agents
+        previous = parent.previous
+        self.previous = None if previous is None else PreviousSteps(
+            radius=previous.radius[replica], divergence=previous.divergence[replica],
+            improvement=previous.improvement[replica],
+        )
+
+    def drift(self, divergence: Divergence) -> np.ndarray | None:
+        drift = self._parent.drift(divergence)
+        return None if drift is None else drift[self._replica]
+
+    def natural_gradient_norms(self, divergence: Divergence) -> np.ndarray:
+        return self._parent.natural_gradient_norms(divergence)[self._replica]
+
+    def price_responses(self, divergence: Divergence) -> Sequence[Callable[[float], float]]:
+        return self._parent.price_responses(divergence)[self._replica]

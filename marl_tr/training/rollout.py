@@ -1,9 +1,9 @@
-"""Collecting a batch with the current joint policy."""
+"""Collecting a batch with the current joint policy, in every replica."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,17 +17,20 @@ __all__ = ["Batch", "Collector"]
 
 @dataclass
 class Batch:
-    """``T`` steps of ``E`` env copies; per-sample tensors are time-major, ``N = T * E``.
+    """``T`` steps of ``E`` env copies in each of ``R`` replicas (``B = T * E`` per replica).
+
+    Per-sample tensors have ``R*B`` rows ordered (replica, step, copy).
 
     Attributes:
-        obs: per agent ``[N, obs_dim_i]``.
-        actions: per agent ``[N, act_dim_i]`` (continuous, unclipped) or ``[N]`` (discrete).
-        log_probs: per agent ``log pi_old(a_i | o_i)`` ``[N]``.
-        states: global states ``[T, E, S]``.
-        final_states: true successor states ``[T, E, S]`` (before auto-reset).
-        rewards: team rewards ``[T, E]``.
-        terminated / truncated: ``[T, E]`` bool.
-        episode_returns: undiscounted team returns of the episodes that ended in this batch.
+        obs: per agent ``[R*B, obs_dim_i]``.
+        actions: per agent ``[R*B, act_dim_i]`` (continuous, unclipped) or ``[R*B]``.
+        log_probs: per agent ``log pi_old(a_i | o_i)`` ``[R*B]``.
+        states: global states ``[R, T, E, S]``.
+        final_states: true successor states ``[R, T, E, S]`` (before auto-reset).
+        rewards: team rewards ``[R, T, E]``.
+        terminated / truncated: ``[R, T, E]`` bool.
+        episode_returns: per replica, the undiscounted team returns of the episodes that
+            ended in this batch.
     """
 
     obs: list[Tensor]
@@ -38,37 +41,44 @@ class Batch:
     rewards: Tensor
     terminated: Tensor
     truncated: Tensor
-    episode_returns: list[float] = field(default_factory=list)
+    episode_returns: list[list[float]]
+
+    @property
+    def replicas(self) -> int:
+        return int(self.rewards.shape[0])
 
     @property
     def size(self) -> int:
-        return int(self.rewards.numel())
+        """``B``: samples per replica."""
+        return int(self.rewards[0].numel())
 
 
 class Collector:
-    """Steps a ``MultiAgentVecEnv`` with the agents' policies.
+    """Steps a ``MultiAgentVecEnv`` (copies replica-major) with the agents' policies.
 
     Args:
-        env: the batched environment.
+        env: the batched environment, ``R * E`` copies.
         steps_per_env: ``T`` steps of every copy per batch.
         dtype: torch dtype of observations and actions.
-        generator: torch generator for action sampling.
+        generators: one torch generator per replica, for action sampling.
     """
 
     def __init__(
         self, env: MultiAgentVecEnv, steps_per_env: int, dtype: torch.dtype,
-        generator: torch.Generator,
+        generators: Sequence[torch.Generator],
     ) -> None:
         self.env = env
         self.steps_per_env = steps_per_env
         self.dtype = dtype
-        self.generator = generator
+        self.generators = list(generators)
+        self.replicas = len(self.generators)
+        self.copies = env.num_envs // self.replicas
         self._obs: list[np.ndarray] | None = None
         self._state: np.ndarray | None = None
         self._returns = np.zeros(env.num_envs)
 
-    def reset(self, seed: int | None) -> None:
-        self._obs, self._state = self.env.reset(seed=seed)
+    def reset(self, seeds: Sequence[int] | int | None) -> None:
+        self._obs, self._state = self.env.reset(seed=seeds)
         self._returns = np.zeros(self.env.num_envs)
 
     def state_dict(self) -> dict:
@@ -92,17 +102,32 @@ class Collector:
     def _tensor(self, array: np.ndarray) -> Tensor:
         return torch.as_tensor(array, dtype=self.dtype)
 
+    def _replica_major(self, steps: list[Tensor]) -> Tensor:
+        """Per-step ``[R*E, ...]`` tensors -> ``[R*T*E, ...]`` ordered (replica, step, copy)."""
+        if len(steps) == 1:
+            return steps[0]
+        stacked = torch.stack(steps)  # [T, R*E, ...]
+        rest = stacked.shape[2:]
+        grouped = stacked.view(len(steps), self.replicas, self.copies, *rest).transpose(0, 1)
+        return grouped.reshape(-1, *rest)
+
+    def _team(self, steps: list[np.ndarray], dtype: torch.dtype | None = None) -> Tensor:
+        """Per-step ``[R*E, ...]`` arrays -> ``[R, T, E, ...]``."""
+        stacked = np.stack(steps)  # [T, R*E, ...]
+        grouped = stacked.reshape(len(steps), self.replicas, self.copies, *stacked.shape[2:])
+        return torch.as_tensor(np.ascontiguousarray(grouped.swapaxes(0, 1)), dtype=dtype)
+
     @torch.no_grad()
     def collect(self, policies: Sequence[Policy]) -> Batch:
-        """One batch of ``T * E`` joint transitions."""
+        """One batch of ``T * E`` joint transitions per replica."""
         if self._obs is None:
-            raise RuntimeError("call reset(seed) before collect()")
+            raise RuntimeError("call reset(seeds) before collect()")
         n = len(policies)
         obs_steps: list[list[Tensor]] = [[] for _ in range(n)]
         act_steps: list[list[Tensor]] = [[] for _ in range(n)]
         logp_steps: list[list[Tensor]] = [[] for _ in range(n)]
         states, finals, rewards, terms, truncs = [], [], [], [], []
-        episode_returns: list[float] = []
+        episode_returns: list[list[float]] = [[] for _ in range(self.replicas)]
         for _ in range(self.steps_per_env):
             actions_np = []
             converted: dict[int, Tensor] = {}  # agents often share one observation array
@@ -111,7 +136,8 @@ class Collector:
                 if key not in converted:
                     converted[key] = self._tensor(self._obs[i])
                 obs = converted[key]
-                action, log_prob = policy.distribution(obs).sample_with_log_prob(self.generator)
+                action, log_prob = policy.distribution(obs).sample_with_log_prob(
+                    self.generators)
                 obs_steps[i].append(obs)
                 act_steps[i].append(action)
                 logp_steps[i].append(log_prob)
@@ -125,21 +151,19 @@ class Collector:
             self._returns += step.reward
             done = step.terminated | step.truncated
             if done.any():
-                episode_returns.extend(self._returns[done].tolist())
+                for r in range(self.replicas):
+                    block = slice(r * self.copies, (r + 1) * self.copies)
+                    episode_returns[r].extend(self._returns[block][done[block]].tolist())
                 self._returns[done] = 0.0
             self._obs, self._state = step.obs, step.state
-        if self.steps_per_env == 1:  # one step: no concatenation, just a leading time axis
-            cat, stack = (lambda xs: xs[0]), (lambda xs: xs[0][None])
-        else:
-            cat, stack = torch.cat, np.stack
         return Batch(
-            obs=[cat(xs) for xs in obs_steps],
-            actions=[cat(xs) for xs in act_steps],
-            log_probs=[cat(xs) for xs in logp_steps],
-            states=self._tensor(stack(states)),
-            final_states=self._tensor(stack(finals)),
-            rewards=torch.as_tensor(stack(rewards), dtype=self.dtype),
-            terminated=torch.as_tensor(stack(terms)),
-            truncated=torch.as_tensor(stack(truncs)),
+            obs=[self._replica_major(xs) for xs in obs_steps],
+            actions=[self._replica_major(xs) for xs in act_steps],
+            log_probs=[self._replica_major(xs) for xs in logp_steps],
+            states=self._team(states, self.dtype),
+            final_states=self._team(finals, self.dtype),
+            rewards=self._team(rewards, self.dtype),
+            terminated=self._team(terms),
+            truncated=self._team(truncs),
             episode_returns=episode_returns,
         )

@@ -69,10 +69,21 @@ def _initial_policy(config: TrainConfig, env: MultiAgentVecEnv, space: spaces.Sp
     return {"init_mean": mean, "init_std": std}
 
 
+def init_generators(config: TrainConfig) -> list[torch.Generator]:
+    """Per replica, the generator that initialises networks (replica ``r``: seed ``seed + r``)."""
+    return [
+        torch.Generator().manual_seed(
+            int(np.random.SeedSequence([config.seed + r, 1]).generate_state(1)[0]))
+        for r in range(config.replicas)
+    ]
+
+
 def build_policy(
-    config: TrainConfig, env: MultiAgentVecEnv, agent: int
+    config: TrainConfig, env: MultiAgentVecEnv, agent: int,
+    generators: list[torch.Generator] | None = None,
 ) -> Policy:
-    """The policy of agent ``agent``, chosen by ``config.policy`` and its action space."""
+    """The policy of agent ``agent`` (``config.replicas`` replicas), chosen by
+    ``config.policy`` and its action space."""
     space = env.action_spaces[agent]
     obs_dim = int(np.prod(env.observation_spaces[agent].shape))
     name = config.policy
@@ -98,7 +109,24 @@ def build_policy(
     else:
         kwargs = {"obs_dim": obs_dim, "num_actions": int(space.n),
                   "hidden": config.policy_hidden}
+    kwargs.update(replicas=config.replicas, generators=generators)
     return POLICIES.instantiate(cls, kwargs, name)
+
+
+def _check_replicable(config: TrainConfig, env: MultiAgentVecEnv) -> None:
+    """Replicas with their own random agent orders need identical agents."""
+    if config.replicas == 1 or config.agent_order == "fixed":
+        return
+    first = (env.observation_spaces[0], env.action_spaces[0])
+    for agent, obs_space, act_space in zip(env.agents, env.observation_spaces,
+                                           env.action_spaces):
+        if (obs_space, act_space) != first:
+            raise ValueError(
+                f"replicas={config.replicas} with random agent orders needs agents with "
+                f"identical spaces, but {agent!r} has {act_space!r} / {obs_space!r} and "
+                f"{env.agents[0]!r} has {first[1]!r} / {first[0]!r}; use agent_order='fixed' "
+                "or replicas=1"
+            )
 
 
 def build_parts(config: TrainConfig, env: MultiAgentVecEnv | None = None) -> RunParts:
@@ -109,26 +137,27 @@ def build_parts(config: TrainConfig, env: MultiAgentVecEnv | None = None) -> Run
     """
     config.validate()
     num_envs = config.num_envs or config.batch_size
-    if env is None:
-        env = make_env(config.env, dict(config.env_kwargs), num_envs)
-    elif env.num_envs != num_envs:
+    if env is None:  # replica r owns copies r*E .. r*E+E-1
+        env = make_env(config.env, dict(config.env_kwargs), num_envs * config.replicas)
+    elif env.num_envs != num_envs * config.replicas:
         raise ValueError(
-            f"the given env has {env.num_envs} copies but the config asks for {num_envs}"
+            f"the given env has {env.num_envs} copies but the config asks for "
+            f"{num_envs * config.replicas} ({config.replicas} replicas of {num_envs})"
         )
     try:
         resolved = resolve_config(config, env.n_agents)
         resolved.validate()
+        _check_replicable(resolved, env)
         divergence = DIVERGENCES.build(resolved.divergence)
         scheduler = RADIUS_SCHEDULERS.build(resolved.radius)
         solver = SOLVERS.build(resolved.solver)
         solver.check_divergence(divergence)
         scheduler.check_divergence(divergence)
         dtype = DTYPES[resolved.dtype]
-        # network initialisation from the run's seed, without touching torch's global stream
-        init_seed = int(np.random.SeedSequence([resolved.seed, 1]).generate_state(1)[0])
-        with torch.random.fork_rng(devices=[]), _default_dtype(dtype):
-            torch.manual_seed(init_seed)
-            policies = [build_policy(resolved, env, i) for i in range(env.n_agents)]
+        # network initialisation from each replica's seed, not torch's global stream
+        generators = init_generators(resolved)
+        with _default_dtype(dtype):
+            policies = [build_policy(resolved, env, i, generators) for i in range(env.n_agents)]
             for policy in policies:
                 kind = "continuous" if policy.action_kind == "continuous" else "discrete"
                 if not getattr(divergence, f"supports_{kind}"):
@@ -139,6 +168,7 @@ def build_parts(config: TrainConfig, env: MultiAgentVecEnv | None = None) -> Run
             critic = Critic(
                 env.state_dim, hidden=resolved.critic_hidden, lr=resolved.critic_lr,
                 optimizer=resolved.critic_optimizer, epochs=resolved.critic_epochs,
+                replicas=resolved.replicas, generators=generators,
             )
     except Exception:
         env.close()

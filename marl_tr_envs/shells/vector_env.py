@@ -8,9 +8,11 @@ step on resets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -99,30 +101,57 @@ class GameVectorEnv(GameShell, VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._steps_taken = np.zeros(self.num_envs, dtype=np.int64)
         self._started = False
+        self._block_rngs: list[np.random.Generator] | None = None
 
     def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+        self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start every sub-environment's episode.
 
         Args:
-            seed: An int reseeds the reward noise (one generator for the whole batch).
+            seed: An int reseeds the reward noise (one generator for the whole batch). A
+                sequence of ``k`` ints (``k`` dividing ``num_envs``) splits the copies into
+                ``k`` equal consecutive blocks with a generator each, seeded as a batch of
+                one block would be with that int: block ``j`` then draws exactly the noise of
+                a ``num_envs / k``-copy env reset with ``seed[j]`` (Gymnasium's one seed per
+                sub-environment is ``k = num_envs``).
             options: Ignored (the games have no configurable start).
 
         Returns:
             Observations float32 ``[num_envs, 1]`` (all zero) and an empty info dict.
         """
-        if seed is not None and not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be an int or None (one seed for the batch), got {seed!r}")
-        super().reset(seed=seed)
+        if isinstance(seed, Sequence) and not isinstance(seed, str):
+            seeds = [int(s) for s in seed]
+            if not seeds or self.num_envs % len(seeds):
+                raise ValueError(
+                    f"a seed sequence needs a length that divides num_envs={self.num_envs}, "
+                    f"got {len(seeds)} seeds"
+                )
+            super().reset(seed=seeds[0])
+            self._block_rngs = [seeding.np_random(s)[0] for s in seeds]
+        else:
+            if seed is not None and not isinstance(seed, (int, np.integer)):
+                raise ValueError(f"seed must be an int, a sequence of ints or None, got {seed!r}")
+            super().reset(seed=seed)
+            self._block_rngs = None
         self._steps_taken[:] = 0
         self._started = True
         return self.settings.observation(self._steps_taken), {}
 
+    def _add_noise(self, rewards: np.ndarray) -> np.ndarray:
+        """Reward noise from the batch's generator, or block by block from theirs."""
+        if not self._block_rngs:
+            return self.settings.add_noise(rewards, self.np_random)
+        blocks = np.split(rewards, len(self._block_rngs))
+        return np.concatenate([self.settings.add_noise(block, rng)
+                               for block, rng in zip(blocks, self._block_rngs)])
+
     def get_state(self) -> dict[str, Any]:
-        """A picklable snapshot (noise generator and episode clocks) for exact resumption."""
+        """A picklable snapshot (noise generators and episode clocks) for exact resumption."""
         return {
             "rng": self.np_random.bit_generator.state,
+            "block_rngs": (None if not self._block_rngs
+                           else [rng.bit_generator.state for rng in self._block_rngs]),
             "steps_taken": self._steps_taken.copy(),
             "started": self._started,
         }
@@ -130,6 +159,12 @@ class GameVectorEnv(GameShell, VectorEnv):
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`get_state`'s snapshot."""
         self.np_random.bit_generator.state = state["rng"]
+        blocks = state.get("block_rngs")
+        self._block_rngs = None
+        if blocks:
+            self._block_rngs = [np.random.Generator(np.random.PCG64()) for _ in blocks]
+            for rng, saved in zip(self._block_rngs, blocks):
+                rng.bit_generator.state = saved
         self._steps_taken[:] = state["steps_taken"]
         self._started = bool(state["started"])
 
@@ -146,7 +181,8 @@ class GameVectorEnv(GameShell, VectorEnv):
         joint_actions = self.game.prepare_actions(actions, batch_shape=(self.num_envs,))
         if not self._started:
             raise RuntimeError("call reset() before step()")
-        rewards, rewards_without_noise = self._play(joint_actions, self.np_random)
+        rewards_without_noise = self.game.team_reward(joint_actions)
+        rewards = self._add_noise(rewards_without_noise)
         agent_rewards = self.game.agent_rewards(rewards)
 
         self._steps_taken += 1

@@ -204,9 +204,39 @@ def test_bad_vector_settings_raise_value_error(kwargs, message):
         DiffGameVectorEnv(**kwargs)
 
 
-def test_step_before_reset_and_list_seeds_are_refused():
-    vec_env = DiffGameVectorEnv(num_envs=2)
+def test_step_before_reset_and_bad_seeds_are_refused():
+    vec_env = DiffGameVectorEnv(num_envs=6)
     with pytest.raises(RuntimeError, match=re.escape("call reset() before step()")):
-        vec_env.step(np.ones((2, 3)))
-    with pytest.raises(ValueError, match="seed must be an int or None"):
-        vec_env.reset(seed=[1, 2])
+        vec_env.step(np.ones((6, 3)))
+    with pytest.raises(ValueError, match="a seed sequence needs a length that divides "
+                                         "num_envs=6, got 4 seeds"):
+        vec_env.reset(seed=[1, 2, 3, 4])
+    with pytest.raises(ValueError, match="seed must be an int, a sequence of ints or None"):
+        vec_env.reset(seed=1.5)
+
+
+@pytest.mark.parametrize("seeds", [[11, 12, 13], [5] * 6])
+def test_seed_blocks_draw_the_noise_of_independent_smaller_envs(seeds):
+    """Block j of a k-block env is exactly an env of num_envs / k copies seeded seeds[j]."""
+    actions = np.random.default_rng(0).uniform(0, 7, (4, 6, 3))
+    blocked = DiffGameVectorEnv(num_envs=6, n=3, reward_noise=0.4)
+    blocked.reset(seed=seeds)
+    size = 6 // len(seeds)
+    singles = [DiffGameVectorEnv(num_envs=size, n=3, reward_noise=0.4) for _ in seeds]
+    for env, seed in zip(singles, seeds):
+        env.reset(seed=seed)
+    for step_actions in actions:
+        rewards = blocked.step(step_actions)[1]
+        expected = np.concatenate([env.step(step_actions[j * size:(j + 1) * size])[1]
+                                   for j, env in enumerate(singles)])
+        np.testing.assert_array_equal(rewards, expected)
+
+
+def test_seed_blocks_survive_get_and_set_state():
+    env = DiffGameVectorEnv(num_envs=4, n=2, reward_noise=1.0)
+    env.reset(seed=[3, 4])
+    env.step(np.ones((4, 2)))
+    snapshot = env.get_state()
+    first = env.step(np.ones((4, 2)))[1]
+    env.set_state(snapshot)
+    np.testing.assert_array_equal(env.step(np.ones((4, 2)))[1], first)

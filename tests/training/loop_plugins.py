@@ -38,13 +38,16 @@ class ShiftSolver(Solver):
     def shift(scale: float, agent: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
         return scale * (agent + 1) * torch.linspace(-1.0, 1.0, batch, dtype=dtype)
 
-    def step(self, problem: AgentProblem, agent: int) -> StepResult:
-        shift = self.shift(self.scale, agent, problem.batch_size, problem.old_log_prob.dtype)
-        ShiftSolver.calls.append({"agent": agent, "weights": problem.weights.clone(),
-                                  "shift": shift})
+    def step(self, problem: AgentProblem, agents: np.ndarray) -> StepResult:
+        dtype, batch = problem.old_log_prob.dtype, problem.batch_size
+        shift = torch.cat([self.shift(self.scale, int(a), batch, dtype) for a in agents])
+        ShiftSolver.calls.append({"agent": int(agents[0]), "agents": agents.copy(),
+                                  "weights": problem.weights.clone(), "shift": shift})
+        zeros = np.zeros(len(agents))
         return StepResult(
-            moved=agent != self.frozen_agent, divergence=0.0, improvement=0.0,
-            new_log_prob=problem.old_log_prob + shift,
+            moved=agents != self.frozen_agent, divergence=zeros, improvement=zeros,
+            new_log_prob=problem.old_log_prob + shift, expected_improvement=zeros,
+            reasons=[""] * len(agents),
         )
 
 
@@ -60,8 +63,10 @@ class ToyParallelEnv(ParallelEnv):
 
     def __init__(self, n: int = 2, reward: float = 1.0, target: float | None = None,
                  bad_step: int | None = None, bad_agent: int = 1,
-                 bad_value: float = math.nan) -> None:
+                 bad_value: float = math.nan, action_dims: tuple[int, ...] | None = None
+                 ) -> None:
         self.possible_agents = [f"agent_{i}" for i in range(n)]
+        self.action_dims = tuple(action_dims) if action_dims is not None else (1,) * n
         self.agents: list[str] = []
         self.reward = reward
         self.target = target
@@ -74,7 +79,8 @@ class ToyParallelEnv(ParallelEnv):
         return spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
 
     def action_space(self, agent: str) -> spaces.Box:
-        return spaces.Box(-10.0, 10.0, shape=(1,), dtype=np.float32)
+        dim = self.action_dims[self.possible_agents.index(agent)]
+        return spaces.Box(-10.0, 10.0, shape=(dim,), dtype=np.float32)
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         self.agents = list(self.possible_agents)
@@ -86,7 +92,7 @@ class ToyParallelEnv(ParallelEnv):
         for i, agent in enumerate(self.agents):
             value = self.reward
             if self.target is not None:
-                value -= float((np.asarray(actions[agent]).item() - self.target) ** 2)
+                value -= float(np.mean((np.asarray(actions[agent]) - self.target) ** 2))
             if self.steps == self.bad_step and i == self.bad_agent:
                 value = self.bad_value
             rewards[agent] = value
@@ -107,7 +113,9 @@ def toy_env(**kwargs: Any) -> ToyParallelEnv:
 class NaNSolver(Solver):
     """Writes NaN into the policy's parameters and claims it moved (a broken plug-in)."""
 
-    def step(self, problem: AgentProblem, agent: int) -> StepResult:
+    def step(self, problem: AgentProblem, agents: np.ndarray) -> StepResult:
         problem.set_params(torch.full_like(problem.old_params, math.nan))
-        return StepResult(moved=True, divergence=0.0, improvement=0.0,
-                          new_log_prob=problem.old_log_prob)
+        zeros = np.zeros(len(agents))
+        return StepResult(moved=np.ones(len(agents), dtype=bool), divergence=zeros,
+                          improvement=zeros, new_log_prob=problem.old_log_prob,
+                          expected_improvement=zeros, reasons=[""] * len(agents))

@@ -86,18 +86,37 @@ def test_normalize_all_equal_inexact_values_gives_exact_zeros(value, dtype):
 # ---------------------------------------------------------------------------------------
 def test_linear_critic_sgd_step_is_the_hand_gradient_step():
     critic = Critic(2, lr=0.3, epochs=1).to(F64)
-    with torch.no_grad():
-        critic.net[0].weight.copy_(torch.tensor([[0.5, -1.0]], dtype=F64))
+    with torch.no_grad():  # ReplicatedLinear: weight [R, in, out], bias [R, out]
+        critic.net[0].weight.copy_(torch.tensor([[[0.5], [-1.0]]], dtype=F64))
         critic.net[0].bias.fill_(0.25)
     states = torch.tensor([[1.0, 2.0], [0.0, -1.0], [3.0, 0.5]], dtype=F64)
     returns = torch.tensor([1.0, -2.0, 0.5], dtype=F64)
     error = states @ torch.tensor([0.5, -1.0], dtype=F64) + 0.25 - returns
-    loss = critic.fit(states, returns)
+    (loss,) = critic.fit(states, returns)
     assert loss == pytest.approx(0.5 * float((error**2).mean()), rel=1e-12)
     expected_w = torch.tensor([0.5, -1.0], dtype=F64) - 0.3 * (error @ states) / 3
-    torch.testing.assert_close(critic.net[0].weight[0].detach(), expected_w, rtol=1e-12, atol=0)
+    torch.testing.assert_close(critic.net[0].weight[0, :, 0].detach(), expected_w, rtol=1e-12,
+                               atol=0)
     assert float(critic.net[0].bias.detach()) == pytest.approx(0.25 - 0.3 * float(error.mean()),
                                                       rel=1e-12)
+
+
+@pytest.mark.parametrize("hidden", [(), (4,)])
+def test_replicated_critic_fits_each_replica_as_its_own_critic(hidden):
+    """R critics in one module: each replica's fit equals a one-replica critic's fit."""
+    generator = torch.Generator().manual_seed(4)
+    states = torch.randn(3, 8, 2, generator=generator, dtype=F64)  # [R, N, S]
+    returns = torch.randn(3, 8, generator=generator, dtype=F64)
+    gens = [torch.Generator().manual_seed(10 + r) for r in range(3)]
+    batched = Critic(2, hidden=hidden, lr=0.1, epochs=3, replicas=3, generators=gens).to(F64)
+    losses = batched.fit(states, returns)
+    for r in range(3):
+        single = Critic(2, hidden=hidden, lr=0.1, epochs=3,
+                        generators=[torch.Generator().manual_seed(10 + r)]).to(F64)
+        (loss,) = single.fit(states[r], returns[r])
+        assert losses[r] == pytest.approx(loss, rel=1e-12)
+        for a, b in zip(batched.parameters(), single.parameters()):
+            torch.testing.assert_close(a[r:r + 1], b, rtol=1e-12, atol=1e-14)
 
 
 def test_linear_critic_closed_form_equals_autograd_sgd():

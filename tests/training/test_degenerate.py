@@ -173,7 +173,7 @@ def test_non_finite_advantages_mean_no_step_with_a_warning(monkeypatch, preset):
 def test_a_step_to_non_finite_parameters_is_undone(plugins):
     config = TrainConfig(env_kwargs={"n": 2}, iterations=2, solver="loop_plugins:NaNSolver")
     start = initial_parameters(config)
-    with pytest.warns(RuntimeWarning, match="step produced non-finite parameters; step undone"):
+    with pytest.warns(RuntimeWarning, match="produced non-finite parameters; step undone"):
         result = marl_tr.train(config)
     for i, policy in enumerate(result.policies):
         assert torch.equal(policy.flat_parameters(), start[i])

@@ -40,8 +40,12 @@ def test_multi_step_batch_layout(env):
                          batch_size=30, dtype="float64")
     parts, batch = first_batch(config)
     assert isinstance(parts.env, ParallelEnvAdapter if ":" in env else JointVectorEnvAdapter)
-    assert batch.rewards.shape == (6, 5)
+    assert batch.rewards.shape == (1, 6, 5)  # [replica, step, copy]
     assert batch.size == 30
+    batch.rewards, batch.terminated, batch.truncated = (
+        batch.rewards[0], batch.terminated[0], batch.truncated[0])
+    batch.states, batch.final_states = batch.states[0], batch.final_states[0]
+    (episode_returns,) = batch.episode_returns
     ends = torch.tensor([t % 3 == 2 for t in range(6)]).unsqueeze(1).expand(6, 5)
     assert torch.equal(batch.terminated, ends)
     assert not batch.truncated.any()
@@ -51,9 +55,9 @@ def test_multi_step_batch_layout(env):
     successor = torch.tensor([((t % 3) + 1) / 3 for t in range(6)], dtype=torch.float64)
     torch.testing.assert_close(batch.final_states[..., 0], successor.unsqueeze(1).expand(6, 5),
                                rtol=0, atol=1e-7)
-    assert len(batch.episode_returns) == 10  # two episodes per copy ended
+    assert len(episode_returns) == 10  # two episodes per copy ended
     returns = batch.rewards.reshape(2, 3, 5).sum(1).T.reshape(-1)  # [copy, episode]
-    np.testing.assert_allclose(sorted(batch.episode_returns), sorted(returns.tolist()),
+    np.testing.assert_allclose(sorted(episode_returns), sorted(returns.tolist()),
                                rtol=1e-12)
     for i in range(2):
         assert batch.obs[i].shape == (30, 1) and batch.actions[i].shape == (30, 1)

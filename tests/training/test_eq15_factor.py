@@ -72,33 +72,41 @@ def test_eq15_weights_hand_computed(plugins, recorded_batches, max_log_factor, f
         assert np.abs(shifts[0]).max() > 0.3
 
 
+@pytest.mark.parametrize("replicas", [1, 3])
 @pytest.mark.parametrize("preset", ["hatrpo", "wmatrpo"])
-def test_eq15_weights_with_a_real_solver_and_random_order(monkeypatch, preset):
+def test_eq15_weights_with_a_real_solver_and_random_order(monkeypatch, preset, replicas):
     """Random agent order, real updates: the weights agent i receives are A times the product
     of the ratios pi_new / pi_old of the agents updated before it, with pi_new recomputed
-    here from each updated policy, the log clamped to +-0.1."""
+    here from each updated policy, the log clamped to +-0.1. With replicas, each replica
+    follows its own order and its own agents' ratios."""
     records = []
-    original = SequentialTrustRegion.update_agent
+    original = SequentialTrustRegion.update_position
 
-    def update_agent(self, agent, batch, weights, radius):
-        result = original(self, agent, batch, weights, radius)
+    def update_position(self, agents, batch, weights, radii):
+        result = original(self, agents, batch, weights, radii)
+        rows = batch.size
+        log_ratio = np.empty(len(agents) * rows)
         with torch.no_grad():
-            new_log_prob = self.policies[agent].distribution(batch.obs[agent]).log_prob(
-                batch.actions[agent])
-        records.append({"agent": agent, "weights": weights.clone(),
-                        "log_ratio": (new_log_prob - batch.log_probs[agent]).numpy(),
-                        "iteration": self.iteration})
+            for r, agent in enumerate(agents):
+                block = slice(r * rows, (r + 1) * rows)
+                new = self.policies[int(agent)].distribution(batch.obs[int(agent)])
+                log_ratio[block] = (new.log_prob(batch.actions[int(agent)])
+                                    - batch.log_probs[int(agent)])[block].numpy()
+        records.append({"agents": agents.copy(), "weights": weights.clone(),
+                        "log_ratio": log_ratio, "iteration": self.iteration, "rows": rows})
         return result
 
-    monkeypatch.setattr(SequentialTrustRegion, "update_agent", update_agent)
+    monkeypatch.setattr(SequentialTrustRegion, "update_position", update_position)
     result = marl_tr.train(preset=preset, env_kwargs={"n": 3}, iterations=4, seed=2,
-                           dtype="float64", max_log_factor=0.1)
-    orders = [[int(a) for a in row["order"].split(",")] for row in result.metrics]
-    assert len({tuple(o) for o in orders}) > 1  # the order really is random
+                           dtype="float64", max_log_factor=0.1, replicas=replicas)
+    orders = np.array([[int(a) for a in row["order"].split(",")] for row in result.metrics])
+    orders = orders.reshape(4, replicas, 3)  # [iteration, replica, position]
+    assert len({tuple(o) for o in orders.reshape(-1, 3)}) > 1  # the order really is random
     clamped = 0
-    for iteration, order in enumerate(orders):
+    for iteration in range(4):
         mine = [r for r in records if r["iteration"] == iteration]
-        assert [r["agent"] for r in mine] == order
+        np.testing.assert_array_equal(np.stack([r["agents"] for r in mine], 1),
+                                      orders[iteration])
         a = mine[0]["weights"].numpy()
         log_factor = np.zeros_like(a)
         for record in mine:

@@ -37,9 +37,9 @@ def policies_and_previous():
     policies, previous = [], []
     for (m, s), (m0, s0) in zip(now, before):
         policy = GaussianPolicy(1, 1, min_std=1e-3).to(F64)
-        policy.set_flat_parameters(torch.tensor([m, math.log(s - 1e-3)], dtype=F64))
+        policy.set_flat_parameters(torch.tensor([[m, math.log(s - 1e-3)]], dtype=F64))
         policies.append(policy)
-        previous.append(torch.tensor([m0, math.log(s0 - 1e-3)], dtype=F64))
+        previous.append(torch.tensor([[m0, math.log(s0 - 1e-3)]], dtype=F64))  # [R=1, P]
     return policies, previous, now, before
 
 
@@ -58,7 +58,9 @@ def context(policies, previous, weights=None, batch=5):
 @pytest.mark.parametrize(("name", "formula"), [("w1", w1_gaussian), ("kl", kl_gaussian)])
 def test_drift_is_the_divergence_between_consecutive_policies(name, formula):
     policies, previous, now, before = policies_and_previous()
-    drift = context(policies, previous).drift(DIVERGENCES.build(name))
+    ctx = context(policies, previous)
+    drift = ctx.drift(DIVERGENCES.build(name))[0]  # replica 0 of [R, n]
+    np.testing.assert_array_equal(ctx.for_replica(0).drift(DIVERGENCES.build(name)), drift)
     expected = [formula(m0, s0, m, s) for (m, s), (m0, s0) in zip(now, before)]
     np.testing.assert_allclose(drift, expected, rtol=1e-9)
     # and the policies are left at their current parameters
@@ -70,21 +72,23 @@ def test_drift_is_the_divergence_between_consecutive_policies(name, formula):
 def test_drift_of_a_std_only_change():
     """Agent 1 kept its mean: its W1 drift is |ds| E|Z| = |ds| sqrt(2 / pi)."""
     policies, previous, now, before = policies_and_previous()
-    drift = context(policies, previous).drift(DIVERGENCES.build("w1"))
+    drift = context(policies, previous).drift(DIVERGENCES.build("w1"))[0]
     expected = abs(now[1][1] - before[1][1]) * math.sqrt(2 / math.pi)
     assert drift[1] == pytest.approx(expected, rel=1e-9)
 
 
 def test_no_drift_before_the_second_iteration():
     policies, _, _, _ = policies_and_previous()
-    assert context(policies, None).drift(DIVERGENCES.build("w1")) is None
+    ctx = context(policies, None)
+    assert ctx.drift(DIVERGENCES.build("w1")) is None
+    assert ctx.for_replica(0).drift(DIVERGENCES.build("w1")) is None
 
 
 def test_natural_gradient_norms_are_hand_computed():
     """g^T (F + 0.1 I)^-1 g with the Gaussian's Fisher diag(1/s^2, 2 e^2/s^2) in (mean, rho)."""
     policies, previous, now, _ = policies_and_previous()
     ctx = context(policies, previous, batch=8)
-    norms = ctx.natural_gradient_norms(DIVERGENCES.build("kl"))
+    norms = ctx.natural_gradient_norms(DIVERGENCES.build("kl"))[0]
     weights = ctx._weights.numpy()
     for i, (m, s) in enumerate(now):
         a = ctx._actions[i].numpy()[:, 0]
