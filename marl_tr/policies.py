@@ -267,6 +267,12 @@ class Policy(nn.Module, ABC):
         """Jacobian products of ``theta -> distribution(obs).params()`` (autograd default)."""
         return AutogradLinearization(self, obs)
 
+    def linearize_at(self, params: Tensor, obs: Tensor) -> Linearization:
+        """``linearize`` at parameters ``[R, P]``, which the policy then holds (subclasses
+        with closed forms may skip writing them; callers write final parameters back)."""
+        self.set_flat_parameters(params)
+        return self.linearize(obs)
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The trainable parameters in a fixed order (cached: the hot path walks them often)."""
         cached = self.__dict__.get("_trainable_cache")
@@ -423,8 +429,19 @@ class GaussianPolicy(Policy):
 
     def linearize(self, obs: Tensor) -> Linearization:
         if self.mean_net is None:
-            return _StateIndependentGaussianLinearization(self, self._batch(obs))
+            with torch.no_grad():  # clone: a snapshot, not a view of parameters that move
+                return _StateIndependentGaussianLinearization(
+                    self, self.mean.detach().clone(), self.rho.detach().clone(), self._batch(obs)
+                )
         return AutogradLinearization(self, obs)
+
+    def linearize_at(self, params: Tensor, obs: Tensor) -> Linearization:
+        if self.mean_net is None:  # closed form straight from the parameters
+            d = self.act_dim
+            return _StateIndependentGaussianLinearization(
+                self, params[:, :d], params[:, d:], self._batch(obs)
+            )
+        return super().linearize_at(params, obs)
 
     @property
     def batched_candidates(self) -> bool:
@@ -456,13 +473,11 @@ class _StateIndependentGaussianLinearization(Linearization):
 
     separable = True
 
-    def __init__(self, policy: GaussianPolicy, batch: int) -> None:
-        with torch.no_grad():  # clone: a snapshot, not a view of parameters the solver moves
-            rho = policy.rho.detach().clone()
+    def __init__(self, policy: GaussianPolicy, mean: Tensor, rho: Tensor, batch: int) -> None:
+        with torch.no_grad():
             self._dstd = policy.std_parameterisation.derivative(rho)
-            mean = per_state_rows(policy.mean.detach().clone(), batch)
             std = per_state_rows(policy.std_parameterisation.std(rho), batch)
-        self.dist = DiagGaussian(mean, std)
+            self.dist = DiagGaussian(per_state_rows(mean, batch), std)
         self._batch = batch
         self._dim = policy.act_dim
 
@@ -533,8 +548,14 @@ class CategoricalPolicy(Policy):
 
     def linearize(self, obs: Tensor) -> Linearization:
         if self.logits_net is None:
-            return _FreeLogitsLinearization(self, self._batch(obs))
+            # clone: a snapshot, not a view of the parameters the solver moves
+            return _FreeLogitsLinearization(self.logits.detach().clone(), self._batch(obs))
         return AutogradLinearization(self, obs)
+
+    def linearize_at(self, params: Tensor, obs: Tensor) -> Linearization:
+        if self.logits_net is None:  # closed form straight from the parameters
+            return _FreeLogitsLinearization(params, self._batch(obs))
+        return super().linearize_at(params, obs)
 
     @property
     def batched_candidates(self) -> bool:
@@ -560,12 +581,10 @@ class _FreeLogitsLinearization(Linearization):
 
     separable = True
 
-    def __init__(self, policy: CategoricalPolicy, batch: int) -> None:
-        # clone: a snapshot, not a view of the parameters the solver moves
-        logits = policy.logits.detach().clone()
-        self.dist = Categorical(per_state_rows(logits, batch))
+    def __init__(self, logits: Tensor, batch: int) -> None:
+        self.dist = Categorical(per_state_rows(logits.detach(), batch))
         self._batch = batch
-        self._replicas = policy.replicas
+        self._replicas = logits.shape[0]
 
     def jvp(self, vector: Tensor) -> Params:
         return (per_state_rows(vector, self._batch),)

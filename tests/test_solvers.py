@@ -542,7 +542,8 @@ def assert_same_step(solver, stacked: AgentProblem, result, singles, results):
     """Replica r of the stacked step equals the one-replica step r: parameters, what it
     reports (each of the solver's info keys as the training loop logs it: NaN where a result
     lacks the key), the new log-probabilities. The solver's model of the gain is compared
-    where the replica moved (see the xfail test below for the others)."""
+    where the replica moved (test_a_degenerate_replica_reports_no_expected_improvement
+    checks the others)."""
     batch = stacked.batch_size
     for r, (single, alone) in enumerate(zip(singles, results)):
         torch.testing.assert_close(stacked.policy.flat_parameters()[r:r + 1],
@@ -634,11 +635,6 @@ def test_a_degenerate_replica_does_not_stop_the_others(spec, degenerate):
     assert_same_step(SOLVERS.build(spec), stacked, result, singles, results)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: natural_gradient reports expected_improvement 0.0 instead of NaN for a replica "
-    "that takes no step (zero/non-finite gradient) when another replica in the same call "
-    "moves; alone, no_step() reports NaN (StepResult: 'NaN where it has none'), so the "
-    "replica's result depends on the other replicas"))
 @pytest.mark.parametrize("spec", ["natural_gradient", "natural_gradient:line_search=false"])
 @pytest.mark.parametrize("degenerate", [0.0, math.nan])
 def test_a_degenerate_replica_reports_no_expected_improvement(spec, degenerate):

@@ -169,6 +169,7 @@ class NaturalGradient(Solver):
         active &= has_gain
         if not active.any():
             return problem.no_step(reasons)
+        expected = np.where(active, expected, np.nan)  # no model where no step is tried
         if not self.line_search:
             return self._full_step(problem, full_step, active, reasons, expected)
         if problem.policy.batched_candidates:

@@ -172,8 +172,7 @@ class PrimalDual(Solver):
                 weight = torch.from_numpy(lam).to(gradient.dtype).unsqueeze(1)
                 gradient = gradient + weight * problem.divergence_gradient(lin)
             candidate = params + self._update(agents, gradient, torch.from_numpy(active))
-            problem.set_params(candidate)
-            lin = problem.policy.linearize(problem.obs)
+            lin = problem.policy.linearize_at(candidate, problem.obs)
             log_prob = lin.dist.log_prob(problem.actions)
             divergence = problem.per_replica_mean(
                 problem.divergence.compute(problem.old_dist, lin.dist)).double().numpy()
@@ -187,8 +186,7 @@ class PrimalDual(Solver):
                 )
                 active &= finite
                 candidate = torch.where(torch.from_numpy(active).unsqueeze(1), candidate, params)
-                problem.set_params(candidate)
-                lin = problem.policy.linearize(problem.obs)
+                lin = problem.policy.linearize_at(candidate, problem.obs)
                 log_prob = lin.dist.log_prob(problem.actions)
                 reasons = [r or ("non-finite step" if b else "") for r, b in zip(reasons, broken)]
             params = candidate
@@ -200,6 +198,7 @@ class PrimalDual(Solver):
                 break
         if self.persist_lambda:
             self._store_dual_variables(agents, lam)
+        problem.set_params(params)
         result = problem.evaluate()
         shrink = np.ones(problem.replicas)
         over = ~(result.divergence <= problem.radius) & (steps_taken > 0)

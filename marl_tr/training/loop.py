@@ -149,20 +149,25 @@ class SequentialTrustRegion:
         return np.stack([rng.permutation(self.n_agents) for rng in self.order_rngs])
 
     def update_position(
-        self, agents: np.ndarray, batch: Batch, weights: Tensor, radii: np.ndarray
+        self, agents: np.ndarray, batch: Batch, weights: Tensor, radii: np.ndarray,
+        team_params: Tensor | None = None,
     ) -> tuple[StepResult, Tensor]:
         """Replica ``r`` updates agent ``agents[r]``; returns the result and the old
-        log-probabilities of the updated agents ``[R*B]``."""
-        same = bool((agents == agents[0]).all())
-        if same:
+        log-probabilities of the updated agents ``[R*B]``.
+
+        With ``team_params`` (``[n, R, P]``, the agents' parameters stacked) each replica's
+        agent is gathered into one policy of ``R`` replicas and the result written back into
+        the stack (the caller writes the stack into the policies at the end); otherwise every
+        replica updates the same agent, in place.
+        """
+        index = (torch.from_numpy(agents), torch.arange(self.replicas))
+        if team_params is None:
             policy = self.policies[int(agents[0])]
-        else:  # gather each replica's agent into one policy of R replicas
-            params = torch.stack([p.flat_parameters() for p in self.policies])  # [n, R, P]
+        else:
             if self._slot is None:
                 self._slot = copy.deepcopy(self.policies[0])
             policy = self._slot
-            replica_index = torch.arange(self.replicas)
-            policy.set_flat_parameters(params[torch.from_numpy(agents), replica_index])
+            policy.set_flat_parameters(team_params[index])
         obs = _gather_rows(batch.obs, agents, self.replicas)
         old_log_prob = _gather_rows(batch.log_probs, agents, self.replicas)
         problem = AgentProblem(
@@ -170,12 +175,8 @@ class SequentialTrustRegion:
             old_log_prob, self.divergence, radii,
         )
         result = self._guard_non_finite(problem, self.solver.step(problem, agents), agents)
-        if not same:
-            new = policy.flat_parameters()
-            for agent in np.unique(agents):
-                rows = torch.from_numpy(agents == agent).unsqueeze(1)
-                target = self.policies[int(agent)]
-                target.set_flat_parameters(torch.where(rows, new, params[int(agent)]))
+        if team_params is not None:
+            team_params[index] = policy.flat_parameters()
         return result, old_log_prob
 
     def _guard_non_finite(self, problem: AgentProblem, result: StepResult,
@@ -210,6 +211,8 @@ class SequentialTrustRegion:
         log_factor: Tensor | None = None  # sum of log-ratios of the agents updated so far
         limit = self.config.max_log_factor
         rows = self._rows
+        gather = bool((orders != orders[:1]).any())  # replicas update different agents
+        team_params = torch.stack(start_params) if gather else None  # [n, R, P]
         for position in range(self.n_agents):
             agents = orders[:, position]
             if log_factor is None:
@@ -218,7 +221,7 @@ class SequentialTrustRegion:
                 clamped = log_factor if limit is None else log_factor.clamp(-limit, limit)
                 weights = advantages * torch.exp(clamped)  # eq. 15
             result, old_log_prob = self.update_position(agents, batch, weights,
-                                                        radii[rows, agents])
+                                                        radii[rows, agents], team_params)
             record["moved"][rows, agents] = result.moved
             record["divergence"][rows, agents] = result.divergence
             record["improvement"][rows, agents] = result.improvement
@@ -228,6 +231,9 @@ class SequentialTrustRegion:
             if result.moved.any():
                 delta = result.new_log_prob - old_log_prob  # zero where not moved
                 log_factor = delta if log_factor is None else log_factor + delta
+        if team_params is not None:
+            for policy, params in zip(self.policies, team_params):
+                policy.set_flat_parameters(params)
         critic_losses = self.critic.fit(batch.states, returns)
         self.previous_params = start_params
         self.previous_steps = PreviousSteps(

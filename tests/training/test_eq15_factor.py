@@ -4,6 +4,8 @@ on the weights the loop actually hands to the solver."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -82,14 +84,17 @@ def test_eq15_weights_with_a_real_solver_and_random_order(monkeypatch, preset, r
     records = []
     original = SequentialTrustRegion.update_position
 
-    def update_position(self, agents, batch, weights, radii):
-        result = original(self, agents, batch, weights, radii)
+    def update_position(self, agents, batch, weights, radii, team_params=None):
+        result = original(self, agents, batch, weights, radii, team_params)
         rows = batch.size
         log_ratio = np.empty(len(agents) * rows)
         with torch.no_grad():
             for r, agent in enumerate(agents):
                 block = slice(r * rows, (r + 1) * rows)
-                new = self.policies[int(agent)].distribution(batch.obs[int(agent)])
+                policy = copy.deepcopy(self.policies[int(agent)])  # its parameters now
+                if team_params is not None:  # replicas gathered: the stack holds them
+                    policy.set_flat_parameters(team_params[int(agent)])
+                new = policy.distribution(batch.obs[int(agent)])
                 log_ratio[block] = (new.log_prob(batch.actions[int(agent)])
                                     - batch.log_probs[int(agent)])[block].numpy()
         records.append({"agents": agents.copy(), "weights": weights.clone(),

@@ -65,7 +65,7 @@ def test_per_run_accessors_need_split():
     result = marl_tr.train(preset="hatrpo", env_kwargs={"n": 2}, iterations=2, replicas=2)
     for accessor in (result.final_means, result.final_stds, result.expected_reward,
                      lambda: result.column("reward_mean")):
-        with pytest.raises(ValueError, match="this result holds 2 replicas: use result.split"):
+        with pytest.raises(ValueError, match=r"this result holds 2 replicas: use result\.split"):
             accessor()
     one = result.split()[1]
     assert one.final_means().shape == (2, 1) and one.config.replicas == 1
