@@ -9,6 +9,9 @@
     ex.reproduce_all(out="docs/results")
 
 Command line: ``marl-tr sweep ...`` and ``marl-tr reproduce {table3,figure1,basin-gap,all}``.
+A sweep trains the consecutive seeds of each configuration together, as replicated runs
+(``TrainConfig.replicas``) of up to ``max_replicas`` seeds (``--max-replicas``, default 16);
+a cell's row is the same either way, apart from the timing columns (``RUN_COLUMNS``).
 The measures (distance, left basin, reached the higher peak, overshoot) are defined in
 ``marl_tr.experiments.outcomes``; the results CSV's columns in ``results.COLUMNS``.
 """
@@ -37,22 +40,29 @@ from marl_tr.experiments.paper import (
     reproduce_table3,
 )
 from marl_tr.experiments.reproduce import reproduce_all
-from marl_tr.experiments.results import COLUMNS, ResultsFile
+from marl_tr.experiments.results import COLUMNS, RUN_COLUMNS, ResultsFile
 from marl_tr.experiments.sweeps import (
     BACKENDS,
+    MAX_REPLICAS,
     Cell,
+    Job,
     SweepResult,
     make_cells,
+    make_jobs,
     parse_seeds,
+    plan_jobs,
     run_cell,
+    run_job,
     sweep,
 )
 
 __all__ = [
     "BACKENDS",
     "COLUMNS",
+    "MAX_REPLICAS",
     "OVERSHOOT_TOLERANCE",
     "REACH_FRACTION",
+    "RUN_COLUMNS",
     "TABLE2",
     "TABLE3",
     "TABLE3_N",
@@ -60,6 +70,7 @@ __all__ = [
     "Cell",
     "ExperimentResult",
     "Figure1",
+    "Job",
     "PaperEntry",
     "ResultsFile",
     "SweepResult",
@@ -67,15 +78,18 @@ __all__ = [
     "draw_figure1",
     "left_basin",
     "make_cells",
+    "make_jobs",
     "measure",
     "overshoot",
     "paper_distance",
     "parse_seeds",
+    "plan_jobs",
     "reached_higher_peak",
     "reproduce_all",
     "reproduce_basin_gap",
     "reproduce_figure1",
     "reproduce_table3",
     "run_cell",
+    "run_job",
     "sweep",
 ]

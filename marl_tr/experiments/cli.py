@@ -7,8 +7,10 @@
     marl-tr reproduce basin-gap --gaps 2,3,4 --sigmas paper 1.0 --out results/basin_gap
     marl-tr reproduce all --out docs/results
 
-Interrupt any of them (Ctrl-C) and rerun the same command: finished cells are kept and
-skipped. ``build_parser`` in ``marl_tr.cli`` registers them with ``add_experiment_commands``.
+Seeds of one configuration are trained together as replicated runs of up to
+``--max-replicas`` seeds (default 16; 1: one run per seed); rows do not depend on it. Interrupt
+any of them (Ctrl-C) and rerun the same command: finished cells are kept and skipped.
+``build_parser`` in ``marl_tr.cli`` registers them with ``add_experiment_commands``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from marl_tr.experiments.sweeps import MAX_REPLICAS
 from marl_tr.registry import _split_top_level, parse_kwargs, parse_value
 
 __all__ = ["add_experiment_commands"]
@@ -51,6 +54,16 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers like 3,5,7, got {text!r}") from None
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def _float_list(text: str) -> list[float]:
     try:
         return [float(part) for part in text.split(",") if part.strip()]
@@ -79,14 +92,19 @@ def _kwargs(text: str) -> dict[str, Any]:
 def _add_run_options(parser: argparse.ArgumentParser, *, backend: bool = True) -> None:
     group = parser.add_argument_group("how to run")
     group.add_argument("--workers", type=int, default=None,
-                       help="parallel runs (default: the number of cores; 1: in this process)")
+                       help="parallel runs (jobs) (default: the number of cores; 1: in this "
+                       "process)")
     if backend:
         group.add_argument("--backend", choices=("local", "ray"), default="local",
                            help="local process pool, or Ray Tune trials (pip install "
                            "'marl_tr[ray]') (default: local)")
         group.add_argument("--ray-address", default=None,
                            help="a running Ray cluster (--backend ray; default: a local one)")
-        group.add_argument("--quiet", action="store_true", help="no per-cell progress lines")
+        group.add_argument("--max-replicas", type=_positive, default=MAX_REPLICAS,
+                           help="the most consecutive seeds of one configuration trained "
+                           "together as one replicated run (a job; rows do not depend on it); "
+                           f"1: one run per seed (default: {MAX_REPLICAS})")
+        group.add_argument("--quiet", action="store_true", help="no per-job progress lines")
 
 
 def _add_budget(parser: argparse.ArgumentParser, *, seeds: bool = True,
@@ -107,7 +125,7 @@ def _add_budget(parser: argparse.ArgumentParser, *, seeds: bool = True,
 
 
 def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"workers": args.workers, "backend": args.backend,
+    return {"workers": args.workers, "max_replicas": args.max_replicas, "backend": args.backend,
             "ray_address": args.ray_address, "echo": not args.quiet}
 
 
@@ -152,8 +170,8 @@ def _sweep(args: argparse.Namespace) -> int:
           f"{fmt(row['overshoot_mean'], 2)} / {fmt(row['overshoot_max'], 2)}",
           fmt(row["wall_time"], 1)] for row in outcome.rows],
     ))
-    print(f"\n{len(outcome.ran)} cell(s) run, {len(outcome.skipped)} already finished; "
-          f"results: {outcome.path}")
+    print(f"\n{len(outcome.ran)} cell(s) run in {len(outcome.jobs)} job(s), "
+          f"{len(outcome.skipped)} already finished; results: {outcome.path}")
     for key, message in outcome.failed.items():
         print(f"FAILED {key}: {message}", file=sys.stderr)
     return 1 if outcome.failed else 0

@@ -171,7 +171,8 @@ def measure(result: Any) -> dict[str, Any]:
         ``final_stds`` (lists, empty for policies without them), the game measures (NaN for
         envs without an analytic core), the overshoot statistics, ``final_reward_mean`` (the
         last batch's mean reward), ``resolved_config`` (the run's full ``TrainConfig``, so a
-        change of library defaults can be seen) and ``wall_time`` (seconds in the loop).
+        change of library defaults can be seen) and ``wall_time`` (seconds in the loop; for
+        one replica of ``TrainResult.split()``, the replicated run's divided by its replicas).
     """
     n_agents = len(result.policies)
     policy = _policy_summary(result)

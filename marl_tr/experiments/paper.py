@@ -4,7 +4,8 @@
     table = reproduce_table3(iterations=4000, seeds=5, out="results/table3")
     print(table.markdown)
 
-Both are sweeps (so they run seeds in parallel and resume from their ``cells.csv``) followed
+Both are sweeps (so they batch seeds into replicated runs, run those in parallel and resume
+from their ``cells.csv``) followed
 by a summary over seeds written as CSV and Markdown. The measures (distance, left-basin
 fraction, reached-the-higher-peak, constraint overshoot) are defined in
 ``marl_tr.experiments.outcomes``.
@@ -30,7 +31,13 @@ from marl_tr.experiments.report import (
     vector_mean,
     write_csv,
 )
-from marl_tr.experiments.sweeps import SweepResult, format_seeds, parse_seeds, sweep
+from marl_tr.experiments.sweeps import (
+    MAX_REPLICAS,
+    SweepResult,
+    format_seeds,
+    parse_seeds,
+    sweep,
+)
 
 __all__ = [
     "TABLE2",
@@ -193,9 +200,10 @@ def _seed_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _run_options(workers: int | None, backend: str, ray_address: str | None, echo: bool
-                 ) -> dict[str, Any]:
-    return {"workers": workers, "backend": backend, "ray_address": ray_address, "echo": echo}
+def _run_options(workers: int | None, max_replicas: int, backend: str, ray_address: str | None,
+                 echo: bool) -> dict[str, Any]:
+    return {"workers": workers, "max_replicas": max_replicas, "backend": backend,
+            "ray_address": ray_address, "echo": echo}
 
 
 # -- Table 3 ------------------------------------------------------------------------------------
@@ -244,6 +252,7 @@ def reproduce_table3(
     batch_size: int = TABLE2["batch_size"],
     out: str | Path | None = None,
     workers: int | None = None,
+    max_replicas: int = MAX_REPLICAS,
     backend: str = "local",
     ray_address: str | None = None,
     echo: bool = False,
@@ -251,8 +260,9 @@ def reproduce_table3(
     """Table 3: HATRPO, HATRPO + CAATR and W-MATRPO + CAATR on the differential game.
 
     Table 2's settings (delta 0.1, C by team size, N(1.5, 0.5^2) start) come from the presets;
-    the budget from ``iterations`` and ``batch_size``. Seeds run in parallel and the sweep
-    resumes from ``out/cells.csv``.
+    the budget from ``iterations`` and ``batch_size``. Each (method, n)'s seeds run as
+    replicated jobs of up to ``max_replicas`` seeds, jobs in parallel, and the sweep resumes
+    from ``out/cells.csv``.
 
     Args:
         iterations: training iterations per run (Table 2: 4000).
@@ -262,14 +272,15 @@ def reproduce_table3(
         batch_size: joint transitions per iteration (Table 2: 30).
         out: directory for ``cells.csv`` (per seed), ``table3.csv`` and ``table3.md``; None:
             write nothing.
-        workers, backend, ray_address, echo: see ``sweep``.
+        workers, max_replicas, backend, ray_address, echo: see ``sweep``.
 
     Returns:
         An ``ExperimentResult``; ``rows`` have the columns n, preset, method, paper_distance,
         paper_final_actions, seeds, iterations, batch_size, distance_mean, distance_sd,
         final_actions_mean, final_stds_mean, expected_reward_mean, expected_reward_sd,
         peak_local, peak_global, higher_peak, left_basin_fraction, reached_higher_count,
-        overshoot_mean, overshoot_max, overshoot_fraction, wall_time_mean.
+        overshoot_mean, overshoot_max, overshoot_fraction, wall_time_mean (the mean of the
+        cells' ``wall_time``: each its job's loop seconds divided by the job's replicas).
 
     Raises:
         ValueError: bad input, before any run.
@@ -280,7 +291,7 @@ def reproduce_table3(
     out = Path(out) if out is not None else None
     outcome = _run_sweep(out, names, seed_list, [{"n": k} for k in sizes],
                          {"iterations": iterations, "batch_size": batch_size},
-                         _run_options(workers, backend, ray_address, echo))
+                         _run_options(workers, max_replicas, backend, ray_address, echo))
     lines = table3_rows(outcome.rows)
     command = ["marl-tr", "reproduce", "table3", "--iterations", str(iterations),
                "--seeds", format_seeds(seed_list), "--n", ",".join(map(str, sizes)),
@@ -376,6 +387,7 @@ def reproduce_basin_gap(
     batch_size: int = TABLE2["batch_size"],
     out: str | Path | None = None,
     workers: int | None = None,
+    max_replicas: int = MAX_REPLICAS,
     backend: str = "local",
     ray_address: str | None = None,
     echo: bool = False,
@@ -396,7 +408,7 @@ def reproduce_basin_gap(
         presets: any registered presets (default: Table 3's three).
         iterations, seeds, batch_size: as for ``reproduce_table3``.
         out: directory for ``cells.csv``, ``basin_gap.csv`` and ``basin_gap.md``.
-        workers, backend, ray_address, echo: see ``sweep``.
+        workers, max_replicas, backend, ray_address, echo: see ``sweep``.
 
     Returns:
         An ``ExperimentResult``; ``rows`` have n, basin_gap, sigma, sigma_label, preset, the
@@ -416,7 +428,7 @@ def reproduce_basin_gap(
     out = Path(out) if out is not None else None
     outcome = _run_sweep(out, names, seed_list, settings,
                          {"iterations": iterations, "batch_size": batch_size},
-                         _run_options(workers, backend, ray_address, echo))
+                         _run_options(workers, max_replicas, backend, ray_address, echo))
     lines = basin_gap_rows(outcome.rows)
     command = ["marl-tr", "reproduce", "basin-gap", "--gaps", ",".join(map(str, gap_list)),
                "--sigmas", *_sigmas_flag(sigmas), "--n", ",".join(map(str, sizes)),

@@ -1,10 +1,12 @@
-"""Run sweep cells as Ray Tune trials (``pip install "marl_tr[ray]"``; ``--backend ray``).
+"""Run sweep jobs as Ray Tune trials (``pip install "marl_tr[ray]"``; ``--backend ray``).
 
-Each cell is one trial of a ``tune.grid_search`` over the cells, with one CPU; the trial runs
-the same function as the local pool (``sweeps.run_cell``) and reports the cell's record once.
-A Tune callback on the driver hands every record to the sweep as soon as its trial reports,
-so the results CSV grows exactly as with the local backend. Ray does the scheduling and the
-distribution (``address=`` connects to a running cluster); nothing here is home-made.
+Each job (the consecutive seeds of one configuration, one replicated ``train`` call; see
+``sweeps.make_jobs``) is one trial of a ``tune.grid_search`` over the jobs, with one CPU; the
+trial runs the same function as the local pool (``sweeps.run_job``) and reports its cells'
+records once. A Tune callback on the driver hands them to the sweep as soon as the trial
+reports, so the results CSV grows exactly as with the local backend (one row per cell). Ray
+does the scheduling and the distribution (``address=`` connects to a running cluster); nothing
+here is home-made.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 __all__ = ["execute_ray"]
 
-_ROW = "marl_tr_row"
+_ROWS = "marl_tr_rows"
 _ERROR = "marl_tr_error"
 
 
@@ -42,17 +44,17 @@ def _report(tune: Any, metrics: dict[str, Any]) -> None:
 
 
 def _trainable(config: dict[str, Any]) -> None:
-    """A Tune function trainable: run one cell, report its record (or its error) as JSON."""
+    """A Tune function trainable: run one job, report its records (or its error) as JSON."""
     from ray import tune
 
-    from marl_tr.experiments.sweeps import run_cell
+    from marl_tr.experiments.sweeps import run_job
 
     try:
-        row = run_cell(config["cell"])
+        rows = run_job(config["job"])
     except Exception as exc:  # reported to the sweep, like the local backend does
         _report(tune, {_ERROR: f"{type(exc).__name__}: {exc}"})
     else:
-        _report(tune, {_ROW: json.dumps(row)})
+        _report(tune, {_ROWS: json.dumps(rows)})
 
 
 def execute_ray(
@@ -63,12 +65,12 @@ def execute_ray(
     *,
     address: str | None = None,
 ) -> None:
-    """Run ``sweeps.run_cell`` over ``items`` as Ray Tune trials (see the module docstring).
+    """Run ``sweeps.run_job`` over ``items`` as Ray Tune trials (see the module docstring).
 
     Args:
-        items: cells as plain dicts (``Cell.to_dict()``).
+        items: jobs as plain dicts (``Job.to_dict()``), in the order to start them.
         workers: the most trials at once (and the CPUs of a local Ray instance).
-        on_result: called on the driver with ``(item, record)`` as each trial reports.
+        on_result: called on the driver with ``(item, records)`` as each trial reports.
         on_error: called with ``(item, exception)`` for a trial that failed.
         address: a running Ray cluster; default: a local instance (started and stopped here
             unless Ray is already initialised).
@@ -87,14 +89,14 @@ def execute_ray(
     class _Rows(tune.Callback):
         def on_trial_result(self, iteration: int, trials: Any, trial: Any, result: dict,
                             **info: Any) -> None:
-            item = trial.config["cell"]
-            if _ROW in result:
-                on_result(item, json.loads(result[_ROW]))
+            item = trial.config["job"]
+            if _ROWS in result:
+                on_result(item, json.loads(result[_ROWS]))
             elif _ERROR in result:
                 on_error(item, RuntimeError(result[_ERROR]))
 
         def on_trial_error(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
-            on_error(trial.config["cell"], RuntimeError(f"Ray trial {trial.trial_id} failed"))
+            on_error(trial.config["job"], RuntimeError(f"Ray trial {trial.trial_id} failed"))
 
     run_config_class = getattr(tune, "RunConfig", None)
     if run_config_class is None:  # Ray < 2.41
@@ -103,7 +105,7 @@ def execute_ray(
         with tempfile.TemporaryDirectory(prefix="marl_tr_tune_") as storage:
             tuner = tune.Tuner(
                 tune.with_resources(_trainable, {"cpu": 1}),
-                param_space={"cell": tune.grid_search(list(items))},
+                param_space={"job": tune.grid_search(list(items))},
                 tune_config=tune.TuneConfig(max_concurrent_trials=workers),
                 run_config=run_config_class(
                     name="marl_tr_sweep", storage_path=storage, callbacks=[_Rows()], verbose=0,

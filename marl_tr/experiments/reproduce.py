@@ -24,7 +24,7 @@ from marl_tr.experiments.paper import (
     reproduce_table3,
 )
 from marl_tr.experiments.report import provenance
-from marl_tr.experiments.sweeps import format_seeds, parse_seeds
+from marl_tr.experiments.sweeps import MAX_REPLICAS, format_seeds, parse_seeds
 
 __all__ = ["reproduce_all"]
 
@@ -43,6 +43,7 @@ def reproduce_all(
     batch_size: int = TABLE2["batch_size"],
     seeds: int | str | Iterable[int] = 5,
     workers: int | None = None,
+    max_replicas: int = MAX_REPLICAS,
     backend: str = "local",
     ray_address: str | None = None,
     echo: bool = False,
@@ -54,14 +55,15 @@ def reproduce_all(
         iterations: training iterations of every run (Table 2: 4000).
         batch_size: joint transitions per iteration (Table 2: 30).
         seeds: seeds of the table and the study (Figure 1 uses the first one).
-        workers, backend, ray_address, echo: see ``sweep`` (Figure 1 always runs locally).
+        workers, max_replicas, backend, ray_address, echo: see ``sweep`` (Figure 1 always runs
+            locally, one run per method).
 
     Returns:
         ``{"table3": ..., "figure1": ..., "basin_gap": ...}``.
     """
     out = Path(out)
-    run: dict[str, Any] = {"workers": workers, "backend": backend, "ray_address": ray_address,
-                           "echo": echo}
+    run: dict[str, Any] = {"workers": workers, "max_replicas": max_replicas, "backend": backend,
+                           "ray_address": ray_address, "echo": echo}
     results: dict[str, ExperimentResult | Figure1] = {}
     budget = {"iterations": iterations, "batch_size": batch_size}
     results["table3"] = reproduce_table3(seeds=seeds, out=out / "table3", **budget, **run)

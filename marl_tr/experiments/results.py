@@ -1,10 +1,11 @@
-"""The results CSV of a sweep: one row per finished cell, appended as soon as it finishes.
+"""The results CSV of a sweep: one row per finished cell, appended as soon as its job finishes.
 
 The file is the sweep's memory: a rerun reads it and skips every cell whose ``key`` is in it.
-Each row is written with one ``write`` call, flushed and ``fsync``-ed under an exclusive lock,
-so an interrupted sweep loses no finished row; a row torn by a hard kill (a last line with no
-newline) is dropped when the file is next opened. Floats are written with ``repr`` (they read
-back bit for bit), lists and mappings as JSON.
+The rows of one job (one replicated run of several seeds) are written with one ``write`` call,
+flushed and ``fsync``-ed under an exclusive lock, so an interrupted sweep loses no finished
+row; a row torn by a hard kill (a last line with no newline) is dropped when the file is next
+opened (the job's complete rows before it stay: each row stands alone). Floats are written
+with ``repr`` (they read back bit for bit), lists and mappings as JSON.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COLUMNS", "ResultsFile", "format_row", "parse_row"]
+__all__ = ["COLUMNS", "RUN_COLUMNS", "ResultsFile", "format_row", "parse_row"]
 
 #: The results CSV's columns and how each is stored: str, int, float, bool or json.
 COLUMNS: dict[str, str] = {
@@ -54,10 +55,20 @@ COLUMNS: dict[str, str] = {
     "overshoot_max": "float",
     "overshoot_fraction": "float",
     "resolved_config": "json",      # the run's full TrainConfig (library defaults included)
-    "wall_time": "float",           # seconds in the training loop
-    "cell_time": "float",           # seconds for the whole cell (set-up included)
+    "wall_time": "float",           # the cell's share of its job's loop: job_wall_time / replicas
+    "cell_time": "float",           # the cell's share of its whole job: job_time / job_replicas
+    "job_replicas": "int",          # seeds of the cell's job (one replicated train call)
+    "job_seed": "int",              # the job's first seed (it ran job_seed .. +job_replicas-1)
+    "job_wall_time": "float",       # seconds in the job's training loop (all its replicas)
+    "job_time": "float",            # seconds for the whole job (set-up and measures included)
     "finished_at": "str",           # UTC, ISO 8601
 }
+
+#: Columns that say how and when a cell ran (its job, the machine's speed), not what it
+#: produced: every other column is the same whether the cell ran alone or in a job of many
+#: seeds (replica r of a job is bit for bit the run with seed job_seed + r).
+RUN_COLUMNS: tuple[str, ...] = ("wall_time", "cell_time", "job_replicas", "job_seed",
+                                "job_wall_time", "job_time", "finished_at")
 
 
 def _format(kind: str, value: Any) -> str:
@@ -153,10 +164,18 @@ class ResultsFile:
 
     def append(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Append one row durably; returns the row as it reads back."""
+        return self.extend([row])[0]
+
+    def extend(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Append rows durably with one write (a job's rows land together); returns them as
+        they read back."""
         buffer = io.StringIO()
-        csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n").writerow(
-            format_row(row))
-        line = buffer.getvalue()
+        writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n")
+        for row in rows:
+            writer.writerow(format_row(row))
+        text = buffer.getvalue()
+        if not text:
+            return []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a+b") as handle, _locked(handle):
             size = handle.seek(0, os.SEEK_END)
@@ -164,10 +183,10 @@ class ResultsFile:
                 handle.write(self._header().encode())
             else:
                 self._repair_tail(handle, size)
-            handle.write(line.encode())
+            handle.write(text.encode())
             handle.flush()
             os.fsync(handle.fileno())
-        return parse_row(next(csv.DictReader([self._header(), line])))
+        return [parse_row(line) for line in csv.DictReader(io.StringIO(self._header() + text))]
 
     def _repair_tail(self, handle: Any, size: int) -> None:
         """Check the header; cut a torn last line (no newline) before appending."""

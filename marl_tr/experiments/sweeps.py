@@ -7,10 +7,19 @@
 
 A *cell* is one training run: a preset, an env, its keywords, a seed and the other
 ``TrainConfig`` fields it sets. Its ``key`` is a hash of exactly those, so the same cell always
-has the same key. Cells run in a local process pool (``spawn`` context, one torch thread per
-worker) or, with ``backend="ray"``, as Ray Tune trials; each finished cell is appended to the
-results CSV at once, and a rerun skips every cell already there. Every input is checked, and
-every distinct configuration built once (a zero-iteration ``train``), before any cell runs.
+has the same key. Every input is checked, and every distinct configuration built once (a
+zero-iteration ``train``), before any cell runs.
+
+Cells run in *jobs*: one job is one ``train`` call with ``replicas = k`` covering the
+consecutive seeds ``s .. s+k-1`` of one configuration (replica ``r`` is bit for bit the run
+with seed ``s + r``, so a cell's row does not depend on how it was batched, apart from the
+timing columns ``results.RUN_COLUMNS``). Each configuration's pending seeds are grouped into
+maximal runs of consecutive integers, each split into near-equal jobs of at most
+``max_replicas`` seeds (``max_replicas=1``: one job per cell). Jobs run in a local process pool
+(``spawn`` context, one torch thread per worker), most expensive first (``plan_jobs``), or,
+with ``backend="ray"``, as Ray Tune trials. When a job finishes, its cells' rows are appended
+to the results CSV at once; a rerun skips every cell already there (resumability stays per
+cell: the pending seeds of a partly finished group are regrouped).
 
 The key covers what the cell sets, not the library's defaults: after a change of library code
 or defaults, give the sweep a new results file (each row keeps its ``resolved_config``).
@@ -20,9 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
 import itertools
 import json
+import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,20 +51,28 @@ from marl_tr.experiments.results import ResultsFile, format_row, parse_row
 
 __all__ = [
     "BACKENDS",
+    "MAX_REPLICAS",
     "Cell",
+    "Job",
     "SweepResult",
     "default_workers",
     "execute",
     "format_seeds",
     "make_cells",
+    "make_jobs",
     "parse_seeds",
+    "plan_jobs",
     "run_cell",
+    "run_job",
     "sweep",
     "train_cell",
+    "train_job",
 ]
 
 #: Ways to run the cells.
 BACKENDS = ("local", "ray")
+#: Default for the most seeds one job (one replicated ``train`` call) covers.
+MAX_REPLICAS = 16
 
 #: ``TrainConfig`` fields a grid may not set, and what to use instead.
 _RESERVED = {
@@ -61,6 +81,7 @@ _RESERVED = {
     "env": "the env argument (--env)",
     "env_kwargs": "one grid key per env keyword",
     "run_dir": "nothing: sweep cells keep their runs in memory",
+    "replicas": "the max_replicas argument (--max-replicas): sweeps batch seeds themselves",
 }
 
 
@@ -122,12 +143,84 @@ class Cell:
         text = ",".join(f"{k}={v}" for k, v in settings.items())
         return f"{self.preset} seed={self.seed}" + (f" {text}" if text else "")
 
-    def cost(self) -> float:
-        """A rough relative cost (iterations x batch x agents) to start long cells first."""
-        n = self.env_kwargs.get("n", 1)
-        n = n if isinstance(n, int) else 1
-        return (float(self.overrides.get("iterations", 1)) * n
-                * float(self.overrides.get("batch_size", 1)))
+    @property
+    def config_key(self) -> str:
+        """The key of the cell's configuration: everything but the seed (cells with the same
+        ``config_key`` can share a replicated run)."""
+        data = {k: v for k, v in self.to_dict().items() if k != "seed"}
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _seed_text(seeds: Sequence[int]) -> str:
+    if len(seeds) > 1 and list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return ("seed " if len(seeds) == 1 else "seeds ") + ",".join(map(str, seeds))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One ``train`` call of a sweep: the consecutive seeds ``s .. s+k-1`` of one configuration,
+    run as ``replicas = k``.
+
+    Attributes:
+        cells: the cells, seeds ascending and consecutive, all with the same ``config_key``.
+
+    Raises:
+        ValueError: no cells, mixed configurations or seeds that are not consecutive.
+    """
+
+    cells: tuple[Cell, ...]
+
+    def __post_init__(self) -> None:
+        cells = tuple(self.cells)
+        object.__setattr__(self, "cells", cells)
+        if not cells:
+            raise ValueError("a job needs at least one cell")
+        if len({cell.config_key for cell in cells}) != 1:
+            raise ValueError("a job's cells must share one configuration (all but the seed)")
+        first = cells[0].seed
+        if [cell.seed for cell in cells] != list(range(first, first + len(cells))):
+            raise ValueError(f"a job's seeds must be consecutive, got {self.seeds}")
+
+    @property
+    def replicas(self) -> int:
+        """The number of seeds (replicas of the ``train`` call)."""
+        return len(self.cells)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [cell.seed for cell in self.cells]
+
+    @property
+    def config_key(self) -> str:
+        return self.cells[0].config_key
+
+    def config(self, **changes: Any) -> dict[str, Any]:
+        """The ``train`` keyword arguments of this job (``changes`` win)."""
+        return self.cells[0].config(replicas=self.replicas, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job as plain JSON-ready data (what workers receive)."""
+        return {"cells": [cell.to_dict() for cell in self.cells]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Job:
+        """The job of ``to_dict()``'s output."""
+        return cls(tuple(Cell.from_dict(cell) for cell in data["cells"]))
+
+    def halves(self) -> tuple[Job, Job]:
+        """Two jobs of consecutive seeds (the first one the larger); needs ``replicas > 1``."""
+        if self.replicas < 2:
+            raise ValueError("a one-seed job cannot be split")
+        middle = (self.replicas + 1) // 2
+        return Job(self.cells[:middle]), Job(self.cells[middle:])
+
+    def label(self) -> str:
+        """A short readable description."""
+        text = self.cells[0].label()
+        prefix = f"{self.cells[0].preset} seed={self.cells[0].seed}"
+        return f"{self.cells[0].preset} {_seed_text(self.seeds)}" + text[len(prefix):]
 
 
 @dataclass
@@ -138,21 +231,23 @@ class SweepResult:
         rows: one record per cell, in the order the cells were made (see ``results.COLUMNS``);
             a cell that failed has no row.
         cells: every cell of the sweep.
+        jobs: the jobs run by this call, in the order they were submitted.
         ran: keys of the cells run by this call.
         skipped: keys of the cells found finished in the results file.
-        failed: ``{key: error message}`` of cells whose run raised.
+        failed: ``{key: error message}`` of cells whose run raised (every cell of a failed job).
         path: the results CSV (None: kept in memory only).
     """
 
     rows: list[dict[str, Any]]
     cells: list[Cell]
+    jobs: list[Job] = field(default_factory=list)
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
 
 
-# -- running one cell ---------------------------------------------------------------------------
+# -- running one job ----------------------------------------------------------------------------
 @contextlib.contextmanager
 def _one_torch_thread() -> Iterator[None]:
     import torch
@@ -165,24 +260,52 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def train_cell(cell: Cell | Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """Train one cell with one torch thread; returns the ``TrainResult`` and its record."""
+def train_job(job: Job | Mapping[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """Train one job (one replicated ``train`` call, one torch thread).
+
+    Returns:
+        The ``TrainResult`` (all replicas) and one record per cell, in seed order, measured on
+        ``result.split()``: ``wall_time`` and ``cell_time`` are the job's loop and total seconds
+        divided by its replicas; ``job_replicas``, ``job_seed`` (its first seed),
+        ``job_wall_time`` and ``job_time`` describe the whole job.
+    """
     from marl_tr.api import train
 
-    cell = cell if isinstance(cell, Cell) else Cell.from_dict(cell)
+    job = job if isinstance(job, Job) else Job.from_dict(job)
     start = time.perf_counter()
     with _one_torch_thread():
-        result = train(**cell.config())
-    record = {
-        "key": cell.key, **cell.to_dict(), **measure(result),
-        "cell_time": time.perf_counter() - start,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+        result = train(**job.config())
+        parts = result.split()
+        measured = [measure(part) for part in parts]
+    seconds = time.perf_counter() - start
+    finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    records = []
+    for cell, part, outcome in zip(job.cells, parts, measured):
+        if part.config.seed != cell.seed:  # pragma: no cover - TrainResult.split's contract
+            raise RuntimeError(f"replica of seed {part.config.seed} reported for {cell.label()}")
+        records.append({
+            "key": cell.key, **cell.to_dict(), **outcome,
+            "cell_time": seconds / job.replicas, "job_replicas": job.replicas,
+            "job_seed": job.cells[0].seed, "job_wall_time": float(result.wall_time),
+            "job_time": seconds, "finished_at": finished,
+        })
+    return result, records
+
+
+def run_job(job: Job | Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Train one job and return its cells' records (the function every backend runs)."""
+    return train_job(job)[1]
+
+
+def train_cell(cell: Cell | Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Train one cell alone (a one-seed job); returns the ``TrainResult`` and its record."""
+    cell = cell if isinstance(cell, Cell) else Cell.from_dict(cell)
+    result, (record,) = train_job(Job((cell,)))
     return result, record
 
 
 def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
-    """Train one cell and return its results record (the function every backend runs)."""
+    """Train one cell alone and return its results record."""
     return train_cell(cell)[1]
 
 
@@ -300,6 +423,61 @@ def make_cells(
         ValueError: an unknown preset or key, a bad value or seed list (naming what is
             allowed).
     """
+    return _prepare(presets, seeds, env=env, grid=grid, settings=settings, fixed=fixed)[0]
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """What the zero-iteration build of one configuration told: its size, its solver, and
+    whether it can run replicas."""
+
+    n_agents: int
+    iterations: int
+    batch_size: int
+    factor: float
+    batchable: bool
+
+    def cost(self, replicas: int) -> float:
+        return _job_cost(self.iterations, self.n_agents, self.batch_size, self.factor, replicas)
+
+
+#: The cost model of ``plan_jobs`` (rough, measured on the differential game with one thread):
+#: one iteration of a ``k``-replica run costs about ``(n_agents + 1) x factor x
+#: (REPLICA_OVERHEAD + k x sqrt(batch_size / 30))``: a replicated run's fixed work per
+#: iteration is worth ~25 replicas at batch 30. ``factor`` is 2.4 for the primal-dual solver
+#: (W-MATRPO), 1 for the natural gradient (HATRPO), times 1.15 for CAATR radii.
+REPLICA_OVERHEAD = 25.0
+_SOLVER_FACTORS = {"primal_dual": 2.4}
+_RADIUS_FACTORS = {"caatr": 1.15}
+
+
+def _job_cost(iterations: int, n_agents: int, batch_size: int, factor: float,
+              replicas: int) -> float:
+    per_replica = math.sqrt(max(batch_size, 1) / 30.0)
+    return (max(iterations, 1) * (n_agents + 1) * factor
+            * (REPLICA_OVERHEAD + replicas * per_replica))
+
+
+def _factor(config: Any) -> float:
+    def family(text: Any) -> str:
+        return str(text).partition(":")[0].strip()
+
+    return (_SOLVER_FACTORS.get(family(config.solver), 1.0)
+            * _RADIUS_FACTORS.get(family(config.radius), 1.0))
+
+
+def _prepare(
+    presets: str | Sequence[str],
+    seeds: int | str | Iterable[int] = 1,
+    *,
+    env: str = "DiffGame-v0",
+    grid: Mapping[str, Any] | None = None,
+    settings: Sequence[Mapping[str, Any]] | None = None,
+    fixed: Mapping[str, Any] | None = None,
+    replicas: bool = False,
+) -> tuple[list[Cell], dict[str, _Profile]]:
+    """``make_cells`` and each configuration's ``_Profile`` (by ``config_key``); with
+    ``replicas``, also try a 2-replica build of each configuration."""
     names = [presets] if isinstance(presets, str) else list(presets)
     if not names or not all(isinstance(p, str) and p.strip() for p in names):
         raise ValueError(f"presets must be a non-empty list of preset names, got {presets!r}")
@@ -315,23 +493,23 @@ def make_cells(
     keys = [cell.key for cell in cells]
     if len(set(keys)) != len(keys):
         raise ValueError("the sweep has the same cell twice (repeated preset or grid value)")
-    _validate(cells, env, fields)
-    return cells
+    profiles = _validate(cells, env, fields, replicas and len(seed_list) > 1)
+    return cells, profiles
 
 
-def _validate(cells: list[Cell], env: str, fields: set[str]) -> None:
+def _validate(cells: list[Cell], env: str, fields: set[str], replicas: bool
+              ) -> dict[str, _Profile]:
     from marl_tr.api import train
 
-    checked: set[str] = set()
+    profiles: dict[str, _Profile] = {}
     for cell in cells:
-        probe = Cell(cell.preset, 0, cell.env, cell.env_kwargs, cell.overrides)
-        if probe.key in checked:
+        if cell.config_key in profiles:
             continue
-        checked.add(probe.key)
         try:
-            TrainConfig.from_dict(cell.config()).validate()
+            config = TrainConfig.from_dict(cell.config())
+            config.validate()
             with _one_torch_thread():
-                train(**cell.config(iterations=0, seed=0))
+                built = train(**cell.config(iterations=0, seed=0))
         except ValueError as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             extra = sorted(cell.env_kwargs)
@@ -340,6 +518,120 @@ def _validate(cells: list[Cell], env: str, fields: set[str]) -> None:
                 f"of env {env!r} (here {extra} were passed to the env)." if extra else ""
             )
             raise ValueError(f"bad sweep cell [{cell.label()}]: {message}.{hint}") from None
+        batchable = True
+        if replicas:  # e.g. agents with different spaces and a random order cannot
+            try:
+                with _one_torch_thread():
+                    train(**cell.config(iterations=0, seed=0, replicas=2))
+            except ValueError:
+                batchable = False
+        profiles[cell.config_key] = _Profile(
+            n_agents=len(built.policies), iterations=int(config.iterations),
+            batch_size=int(built.config.batch_size), factor=_factor(built.config),
+            batchable=batchable)
+    return profiles
+
+
+# -- grouping cells into jobs --------------------------------------------------------------------
+def _check_max_replicas(max_replicas: int) -> int:
+    if isinstance(max_replicas, bool) or not isinstance(max_replicas, int) or max_replicas < 1:
+        raise ValueError(f"max_replicas must be an integer >= 1, got {max_replicas!r}")
+    return max_replicas
+
+
+def _runs(seeds: Sequence[int]) -> list[list[int]]:
+    """Sorted seeds as maximal runs of consecutive integers: 0,1,2,5,6 -> [0,1,2], [5,6]."""
+    runs: list[list[int]] = []
+    for seed in sorted(seeds):
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    return runs
+
+
+def make_jobs(cells: Iterable[Cell], max_replicas: int = MAX_REPLICAS, *,
+              single: Iterable[str] = ()) -> list[Job]:
+    """Group cells into jobs: per configuration (``Cell.config_key``), its seeds as maximal runs
+    of consecutive integers, each split into the fewest near-equal jobs of at most
+    ``max_replicas`` seeds (20 seeds, at most 16: two jobs of 10).
+
+    Args:
+        cells: the cells to run (distinct).
+        max_replicas: the most seeds of one job; 1 gives one job per cell.
+        single: ``config_key``s whose cells run one per job (configurations that cannot run
+            replicas).
+
+    Returns:
+        The jobs, by configuration (first-seen order) and then by seed.
+
+    Raises:
+        ValueError: ``max_replicas`` is not an integer >= 1, or a cell is given twice.
+    """
+    max_replicas = _check_max_replicas(max_replicas)
+    single = set(single)
+    groups: dict[str, dict[int, Cell]] = {}
+    for cell in cells:
+        group = groups.setdefault(cell.config_key, {})
+        if cell.seed in group:
+            raise ValueError(f"cell given twice: {cell.label()}")
+        group[cell.seed] = cell
+    jobs = []
+    for config_key, by_seed in groups.items():
+        limit = 1 if config_key in single else max_replicas
+        for run in _runs(list(by_seed)):
+            count = -(-len(run) // limit)
+            size, extra = divmod(len(run), count)
+            start = 0
+            for index in range(count):
+                stop = start + size + (1 if index < extra else 0)
+                jobs.append(Job(tuple(by_seed[seed] for seed in run[start:stop])))
+                start = stop
+    return jobs
+
+
+def _makespan(costs: Iterable[float], workers: int) -> float:
+    """The finishing time of greedy scheduling, most expensive first, on ``workers``."""
+    loads = [0.0] * workers
+    for cost in sorted(costs, reverse=True):
+        heapq.heappush(loads, heapq.heappop(loads) + cost)
+    return max(loads)
+
+
+#: ``plan_jobs`` splits a job only if that shortens the estimated sweep by more than this.
+BALANCE_GAIN = 0.03
+
+
+def plan_jobs(jobs: Sequence[Job], workers: int, cost: Callable[[Job], float]) -> list[Job]:
+    """The submission order of ``jobs`` for ``workers`` parallel workers: most expensive first
+    (greedy longest-first scheduling, so the workers finish close together). With more than
+    one worker, the most expensive splittable job is halved (``Job.halves``) while that shortens
+    the estimated finishing time by more than ``BALANCE_GAIN`` (e.g. one 10-seed job and two
+    workers: two 5-seed jobs); rows do not depend on the split.
+
+    Args:
+        jobs: the jobs (``make_jobs``).
+        workers: parallel workers.
+        cost: a job's estimated cost (any unit).
+    """
+    planned = list(jobs)
+    if workers > 1 and planned:
+        costs = [cost(job) for job in planned]
+        best = _makespan(costs, workers)
+        while True:
+            splittable = [i for i, job in enumerate(planned) if job.replicas > 1]
+            if not splittable:
+                break
+            index = max(splittable, key=lambda i: costs[i])
+            halves = planned[index].halves()
+            trial = planned[:index] + list(halves) + planned[index + 1:]
+            trial_costs = costs[:index] + [cost(h) for h in halves] + costs[index + 1:]
+            span = _makespan(trial_costs, workers)
+            if span >= best * (1.0 - BALANCE_GAIN):
+                break
+            planned, costs, best = trial, trial_costs, span
+    order = sorted(range(len(planned)), key=lambda i: -cost(planned[i]))
+    return [planned[i] for i in order]
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -423,21 +715,28 @@ def sweep(
     fixed: Mapping[str, Any] | None = None,
     results: str | Path | None = None,
     workers: int | None = None,
+    max_replicas: int = MAX_REPLICAS,
     backend: str = "local",
     ray_address: str | None = None,
     echo: bool = False,
 ) -> SweepResult:
     """Run every cell of presets x settings x grid x seeds that ``results`` does not hold yet.
 
+    The pending cells run as jobs of consecutive seeds (replicated ``train`` calls; see the
+    module docstring, ``make_jobs`` and ``plan_jobs``). A cell's row is the same whatever its
+    job, apart from ``results.RUN_COLUMNS`` (its ``wall_time`` and ``cell_time`` are its job's
+    divided by the job's replicas).
+
     Args:
         presets, seeds, env, grid, settings, fixed: the cells (see ``make_cells``).
-        results: the results CSV: finished cells are appended as they finish, and cells
+        results: the results CSV: each job's rows are appended as it finishes, and cells
             already in it are skipped. None: keep the rows in memory only.
-        workers: parallel runs (default: the number of cores). 1 runs in this process.
-        backend: ``"local"`` (a process pool) or ``"ray"`` (Ray Tune trials; needs
+        workers: parallel jobs (default: the number of cores). 1 runs in this process.
+        max_replicas: the most seeds one job covers (default 16); 1: one job per cell.
+        backend: ``"local"`` (a process pool) or ``"ray"`` (one Ray Tune trial per job; needs
             ``pip install "marl_tr[ray]"``).
         ray_address: a Ray cluster to connect to (``backend="ray"``; default: start a local one).
-        echo: print a line per finished cell to stderr.
+        echo: print a line per finished job to stderr.
 
     Returns:
         A ``SweepResult``; ``rows`` follow the cells' order.
@@ -448,40 +747,60 @@ def sweep(
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     workers = _check_workers(workers)
-    cells = make_cells(presets, seeds, env=env, grid=grid, settings=settings, fixed=fixed)
+    max_replicas = _check_max_replicas(max_replicas)
+    cells, profiles = _prepare(presets, seeds, env=env, grid=grid, settings=settings,
+                               fixed=fixed, replicas=max_replicas > 1)
     store = ResultsFile(results) if results is not None else None
     found = store.finished() if store is not None else {}
     keys = {cell.key for cell in cells}
     done = {key: row for key, row in found.items() if key in keys}
-    todo = sorted((c for c in cells if c.key not in done), key=lambda c: -c.cost())
-    outcome = SweepResult(rows=[], cells=cells, skipped=[c.key for c in cells if c.key in done],
+    todo = [c for c in cells if c.key not in done]
+    single = {key for key, profile in profiles.items() if not profile.batchable}
+    jobs = plan_jobs(make_jobs(todo, max_replicas, single=single), workers,
+                     lambda job: profiles[job.config_key].cost(job.replicas))
+    outcome = SweepResult(rows=[], cells=cells, jobs=jobs,
+                          skipped=[c.key for c in cells if c.key in done],
                           path=store.path if store is not None else None)
+    for key in sorted(single & {cell.config_key for cell in todo}):
+        label = next(cell.label() for cell in todo if cell.config_key == key)
+        _echo(echo, f"note: [{label}] cannot run replicas; its seeds run one per job")
+    largest = max((job.replicas for job in jobs), default=0)
     _echo(echo, f"sweep: {len(cells)} cells, {len(done)} already finished, {len(todo)} to run "
-          f"on {min(workers, max(1, len(todo)))} {backend} worker(s)")
+          f"as {len(jobs)} job(s) of up to {largest} replica(s) on "
+          f"{min(workers, max(1, len(jobs)))} {backend} worker(s)")
     finished = 0
 
-    def on_result(item: Any, row: dict[str, Any]) -> None:
+    def on_result(item: Any, rows: list[dict[str, Any]]) -> None:
         nonlocal finished
-        row = store.append(row) if store is not None else parse_row(format_row(row))
-        done[row["key"]] = row
-        outcome.ran.append(row["key"])
+        rows = store.extend(rows) if store is not None else [parse_row(format_row(row))
+                                                             for row in rows]
+        for row in rows:
+            done[row["key"]] = row
+            outcome.ran.append(row["key"])
         finished += 1
-        _echo(echo, f"[{finished}/{len(todo)}] {Cell.from_dict(item).label()}: "
-              f"distance {row['distance']:.3f}, E[r] {row['expected_reward']:.4f}, "
-              f"{row['cell_time']:.1f} s")
+        _echo(echo, f"[{finished}/{len(jobs)}] {Job.from_dict(item).label()}: "
+              f"distance {_mean(row['distance'] for row in rows):.3f}, "
+              f"E[r] {_mean(row['expected_reward'] for row in rows):.4f}"
+              + (" (means over seeds)" if len(rows) > 1 else "")
+              + f", {rows[0]['job_time']:.1f} s")
 
     def on_error(item: Any, exc: BaseException) -> None:
-        cell = Cell.from_dict(item)
-        outcome.failed[cell.key] = f"{type(exc).__name__}: {exc}"
-        _echo(echo, f"FAILED {cell.label()}: {type(exc).__name__}: {exc}")
+        job = Job.from_dict(item)
+        for cell in job.cells:
+            outcome.failed[cell.key] = f"{type(exc).__name__}: {exc}"
+        _echo(echo, f"FAILED {job.label()}: {type(exc).__name__}: {exc}")
 
-    items = [cell.to_dict() for cell in todo]
+    items = [job.to_dict() for job in jobs]
     if backend == "ray":
         from marl_tr.experiments.ray_backend import execute_ray
 
         execute_ray(items, workers, on_result, on_error, address=ray_address)
     else:
-        execute(run_cell, items, workers, on_result, on_error)
+        execute(run_job, items, workers, on_result, on_error)
     outcome.rows = [done[cell.key] for cell in cells if cell.key in done]
     return outcome
 
+
+def _mean(values: Iterable[float]) -> float:
+    values = [float(v) for v in values]
+    return statistics.fmean(values) if values else math.nan

@@ -16,7 +16,8 @@ import pytest
 import marl_tr
 import marl_tr.experiments.sweeps as sweeps
 from marl_tr.cli import main
-from marl_tr.experiments import COLUMNS, Cell, ResultsFile, parse_seeds, sweep
+from marl_tr.experiments import COLUMNS, RUN_COLUMNS, Cell, ResultsFile, parse_seeds, sweep
+from marl_tr.experiments.results import format_row
 
 #: The budget of the tiny runs of this module.
 TINY = {"iterations": 6, "batch_size": 30}
@@ -25,6 +26,11 @@ TINY = {"iterations": 6, "batch_size": 30}
 def _sweep(path, **options):
     return sweep(["hatrpo", "wmatrpo-caatr"], seeds=2, grid={"n": [2]}, fixed=TINY,
                  results=path, workers=1, **options)
+
+
+def strip(row):
+    """A row as CSV text without the columns that say how and when it ran."""
+    return {k: v for k, v in format_row(row).items() if k not in RUN_COLUMNS}
 
 
 def _drop_row(path, key):
@@ -72,6 +78,7 @@ def test_rerun_skips_finished_cells_and_reruns_only_a_deleted_one(tmp_path, coun
     counter = count_runs()
     first = _sweep(path)
     assert len(counter.keys) == 4 and sorted(first.ran) == sorted(counter.keys)
+    assert counter.jobs == [[0, 1], [0, 1]]  # one job per preset
     assert [row["key"] for row in first.rows] == [cell.key for cell in first.cells]
 
     counter = count_runs()
@@ -87,29 +94,34 @@ def test_rerun_skips_finished_cells_and_reruns_only_a_deleted_one(tmp_path, coun
     assert len(list(ResultsFile(path).rows())) == 4
     rerun = next(row for row in third.rows if row["key"] == victim)
     expected = next(row for row in first.rows if row["key"] == victim)
-    assert rerun["final_means"] == expected["final_means"]  # same seed, same numbers
+    assert rerun["job_replicas"] == 1 and expected["job_replicas"] == 2
+    assert strip(rerun) == strip(expected)  # alone or in a job: the same row
 
 
-def test_interrupted_sweep_keeps_finished_rows(tmp_path, count_runs):
+@pytest.mark.parametrize("max_replicas", [1, 16])
+def test_interrupted_sweep_keeps_finished_jobs_rows(tmp_path, count_runs, max_replicas):
     path = tmp_path / "sweep.csv"
-    counter = count_runs(fail_on_call=3)
+    counter = count_runs(fail_on_call=2)
     with pytest.raises(KeyboardInterrupt):
-        _sweep(path)
+        _sweep(path, max_replicas=max_replicas)
     kept = ResultsFile(path).finished()
-    assert sorted(kept) == sorted(counter.keys) and len(kept) == 2
+    per_job = 1 if max_replicas == 1 else 2  # two seeds of one preset in one job
+    assert sorted(kept) == sorted(counter.keys) and len(kept) == per_job
+    assert counter.jobs == ([[0, 1]] if per_job == 2 else [[0]])
 
     counter = count_runs()
     result = _sweep(path)
-    assert len(counter.keys) == 2 and not set(counter.keys) & set(kept)
+    assert len(counter.keys) == 4 - per_job and not set(counter.keys) & set(kept)
     assert len(result.rows) == 4
 
 
-def test_failed_cell_is_reported_and_not_recorded(tmp_path, count_runs):
+def test_failed_job_reports_its_cells_and_records_none(tmp_path, count_runs):
     path = tmp_path / "sweep.csv"
     count_runs(fail_on_call=1, error=RuntimeError)
     result = _sweep(path)
-    assert len(result.failed) == 1 and "stopped by the test" in next(iter(result.failed.values()))
-    assert len(result.rows) == 3 and len(ResultsFile(path).finished()) == 3
+    assert len(result.failed) == 2  # both seeds of the first job
+    assert all("stopped by the test" in message for message in result.failed.values())
+    assert len(result.rows) == 2 and len(ResultsFile(path).finished()) == 2
 
 
 def test_torn_last_row_is_ignored_then_repaired(tmp_path):
@@ -162,6 +174,10 @@ def test_record_has_every_column_and_the_paper_measures(tmp_path):
     ({"fixed": {"iterations": -1}}, "iterations must be an integer >= 0"),
     ({"backend": "spark"}, "unknown backend 'spark'; choose one of local, ray"),
     ({"workers": 0}, "workers must be an integer >= 1"),
+    ({"max_replicas": 0}, "max_replicas must be an integer >= 1, got 0"),
+    ({"max_replicas": 2.0}, "max_replicas must be an integer >= 1"),
+    ({"grid": {"replicas": [2]}}, "'replicas' cannot be a grid or fixed key; use the "
+     "max_replicas argument"),
     ({"presets": []}, "non-empty list of preset names"),
 ])
 def test_bad_input_is_refused_before_any_run(tmp_path, count_runs, options, match):
@@ -180,9 +196,12 @@ def test_cli_sweep_runs_and_resumes(tmp_path, capsys):
             "--workers", "1", "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "| preset | env kwargs |" in out and "2 cell(s) run, 0 already finished" in out
+    assert "| preset | env kwargs |" in out
+    assert "2 cell(s) run in 1 job(s), 0 already finished" in out
     assert main(argv) == 0
-    assert "0 cell(s) run, 2 already finished" in capsys.readouterr().out
+    assert "0 cell(s) run in 0 job(s), 2 already finished" in capsys.readouterr().out
+    rows = ResultsFile(tmp_path / "s.csv").finished().values()
+    assert sorted(r["job_replicas"] for r in rows) == [2, 2]
 
 
 @pytest.mark.parametrize(("argv", "match"), [
@@ -200,27 +219,45 @@ def test_cli_refuses_bad_input(tmp_path, capsys, argv, match):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("argv", [
+    ["sweep", "--presets", "hatrpo", "--max-replicas", "0"],
+    ["reproduce", "table3", "--max-replicas", "x"],
+    ["reproduce", "all", "--max-replicas", "-2"],
+])
+def test_cli_refuses_a_bad_max_replicas(tmp_path, capsys, argv):
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--out", str(tmp_path / "x")])
+    assert stop.value.code == 2
+    assert "argument --max-replicas: expected an integer >= 1, got" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 # -- Ray Tune backend ------------------------------------------------------------------------------
-def test_ray_backend_runs_the_same_cells(tmp_path):
+def test_ray_backend_runs_the_same_cells_one_trial_per_job(tmp_path):
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.tune")
-    local = sweep("hatrpo", seeds=2, grid={"n": [2]}, fixed=TINY, workers=1)
+    options = {"seeds": "0,1,2,5", "grid": {"n": [2]}, "fixed": TINY}
+    local = sweep(["hatrpo", "wmatrpo-caatr"], workers=1, max_replicas=1, **options)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        remote = sweep("hatrpo", seeds=2, grid={"n": [2]}, fixed=TINY, workers=2,
-                       backend="ray", results=tmp_path / "ray.csv")
+        remote = sweep(["hatrpo", "wmatrpo-caatr"], workers=2, backend="ray",
+                       results=tmp_path / "ray.csv", **options)
     finally:
         ray.shutdown()
     assert not remote.failed and sorted(remote.ran) == sorted(c.key for c in remote.cells)
-    assert [r["final_means"] for r in remote.rows] == [r["final_means"] for r in local.rows]
-    assert len(ResultsFile(tmp_path / "ray.csv").finished()) == 2
+    assert sorted(job.seeds for job in remote.jobs) == [[0, 1, 2], [0, 1, 2], [5], [5]]
+    assert [strip(r) for r in remote.rows] == [strip(r) for r in local.rows]
+    assert sorted(r["job_replicas"] for r in remote.rows) == [1, 1] + [3] * 6
+    assert len(ResultsFile(tmp_path / "ray.csv").finished()) == 8
 
 
 def test_ctrl_c_on_a_pool_sweep_keeps_finished_rows(tmp_path):
-    """A real interrupt: SIGINT to the process group of ``marl-tr sweep --workers 2``."""
+    """A real interrupt: SIGINT to the process group of ``marl-tr sweep --workers 2`` running
+    four jobs of two seeds; finished jobs keep all their rows, the rerun regroups the rest."""
     path = tmp_path / "sweep.csv"
     command = [sys.executable, "-m", "marl_tr", "sweep", "--presets", "hatrpo", "--seeds", "8",
-               "--grid", "n=2", "--iterations", "60", "--out", str(path), "--workers", "2"]
+               "--grid", "n=2", "--iterations", "150", "--out", str(path), "--workers", "2",
+               "--max-replicas", "2"]
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -233,6 +270,7 @@ def test_ctrl_c_on_a_pool_sweep_keeps_finished_rows(tmp_path):
     assert kept and path.read_text().endswith("\n")
     if len(kept) < 8:  # interrupted before the end (the usual case)
         assert process.returncode == 130 and "rerun the same command to resume" in err
-    again = sweep("hatrpo", seeds=8, grid={"n": [2]}, fixed={"iterations": 60}, results=path,
+    assert len(kept) % 2 == 0  # whole jobs of two seeds
+    again = sweep("hatrpo", seeds=8, grid={"n": [2]}, fixed={"iterations": 150}, results=path,
                   workers=1)
     assert sorted(again.skipped) == sorted(kept) and len(again.rows) == 8
