@@ -221,10 +221,17 @@ class AgentProblem:
             reasons: ``[R]`` why each replica did not move.
         """
         moved = np.asarray(moved, dtype=bool)
-        mask = torch.from_numpy(moved)
-        self.set_params(torch.where(mask.unsqueeze(1), params, self.old_params))
-        rows = mask.repeat_interleave(self.batch_size)
-        new_log_prob = torch.where(rows, log_prob, self.old_log_prob)
+        if moved.all():
+            self.set_params(params)
+            new_log_prob = log_prob
+        elif not moved.any():
+            self.restore()
+            new_log_prob = self.old_log_prob
+        else:
+            mask = torch.from_numpy(moved)
+            self.set_params(torch.where(mask.unsqueeze(1), params, self.old_params))
+            rows = mask.repeat_interleave(self.batch_size)
+            new_log_prob = torch.where(rows, log_prob, self.old_log_prob)
         zero = np.zeros(self.replicas)
         return StepResult(
             moved=moved,

@@ -150,8 +150,9 @@ class NaturalGradient(Solver):
         active = np.array([not r for r in reasons])
         if not active.any():
             return problem.no_step(reasons)
-        gradient = torch.where(torch.from_numpy(active).unsqueeze(1), gradient,
-                               torch.zeros_like(gradient))
+        if not active.all():  # no step, and no NaN spreading, for the others
+            gradient = torch.where(torch.from_numpy(active).unsqueeze(1), gradient,
+                                   torch.zeros_like(gradient))
         direction, curvature = self.natural_direction(problem, gradient)
         curvature_np = curvature.double().numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -251,5 +252,5 @@ class NaturalGradient(Solver):
         backtracks = np.where(moved, first, tries).astype(np.float64)
         fraction = np.where(moved, self.backtrack_coef ** first, np.where(searched, 0.0, np.nan))
         return problem.finish(moved, params, divergence, gain, log_prob, reasons,
-                              expected * np.nan_to_num(fraction),
+                              expected * fraction,
                               {"backtracks": backtracks, "step_fraction": fraction})

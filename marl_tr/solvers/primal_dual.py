@@ -50,7 +50,8 @@ class PrimalDual(Solver):
     Args:
         lr_theta: policy step size ``alpha_theta`` (eq. 17).
         lr_lambda: dual step size ``alpha_lambda`` (eq. 18).
-        inner_steps: descent-ascent steps per agent update.
+        inner_steps: descent-ascent steps per agent update (5; the penalty acts from the
+            second step on, see above).
         optimizer: ``"sgd"`` (eq. 17 as printed) or ``"adam"`` for the ``theta`` steps.
         lambda_init: initial dual variable (>= 0).
         persist_lambda: carry each agent's ``lambda`` over to the next iteration (warm start).
@@ -67,7 +68,7 @@ class PrimalDual(Solver):
         self,
         lr_theta: float = 0.01,
         lr_lambda: float = 1.0,
-        inner_steps: int = 10,
+        inner_steps: int = 5,
         optimizer: str = "sgd",
         lambda_init: float = 0.0,
         persist_lambda: bool = True,

@@ -132,11 +132,10 @@ class LoopRadiusContext:
     def _drift(self, divergence: Divergence) -> np.ndarray:
         out = np.empty((self.replicas, self.n_agents))
         for i, policy in enumerate(self._policies):
-            current = policy.flat_parameters()
             now = policy.distribution(self._obs[i])
-            policy.set_flat_parameters(self._previous_params[i])
-            before = policy.distribution(self._obs[i])
-            policy.set_flat_parameters(current)
+            # the previous policy as a one-candidate batch: no parameter writes
+            before = policy.candidate_distributions(self._previous_params[i].unsqueeze(1),
+                                                    self._obs[i])
             values = divergence(before, now).view(self.replicas, -1).mean(1)
             out[:, i] = values.double().numpy()
         return out
