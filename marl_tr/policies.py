@@ -47,9 +47,8 @@ __all__ = [
 
 
 def per_state_rows(values: Tensor, batch: int) -> Tensor:
-    """Repeat each replica's row ``batch`` times: ``[R, ...] -> [R*batch, ...]``."""
-    replicas, rest = values.shape[0], values.shape[1:]
-    return values.unsqueeze(1).expand(replicas, batch, *rest).reshape(replicas * batch, *rest)
+    """Repeat each replica's row ``batch`` times: ``[R, ...] -> [R*batch, ...]`` (a copy)."""
+    return values.repeat_interleave(batch, dim=0)
 
 
 def _flatten_per_replica(tensors: Sequence[Tensor]) -> Tensor:
@@ -243,6 +242,17 @@ class Policy(nn.Module, ABC):
         """Whether ``candidate_distributions`` costs about one forward pass for any ``K``."""
         return False
 
+    @property
+    def state_independent(self) -> bool:
+        """Whether the distribution ignores the observation (then one state per replica
+        tells everything about it, e.g. for a divergence averaged over states)."""
+        return False
+
+    @property
+    def autograd_free(self) -> bool:
+        """Whether its ``Linearization`` is closed form (no autograd)."""
+        return False
+
     def candidate_distributions(self, candidates: Tensor, obs: Tensor) -> ActionDistribution:
         """Distributions under ``K`` parameter vectors per replica ``[R, K, P]``.
 
@@ -295,12 +305,13 @@ class Policy(nn.Module, ABC):
 
     def set_flat_parameters(self, flat: Tensor) -> None:
         """Write ``[R, P]`` back into the parameters."""
-        offset = 0
+        params = self.trainable_parameters()
+        sizes = self.__dict__.get("_flat_sizes")
+        if sizes is None:
+            sizes = self.__dict__["_flat_sizes"] = [p[0].numel() for p in params]
         with torch.no_grad():
-            for p in self.trainable_parameters():
-                count = p[0].numel()
-                p.copy_(flat[:, offset:offset + count].reshape(p.shape))
-                offset += count
+            for p, part in zip(params, torch.split(flat, sizes, dim=1)):
+                p.copy_(part.view(p.shape) if part.is_contiguous() else part.reshape(p.shape))
 
     def summary(self) -> dict[str, list[float]]:
         """Scalars worth logging, one value per replica (e.g. the mean and std of a
@@ -317,6 +328,7 @@ class Policy(nn.Module, ABC):
                 param.data = param.data[index:index + 1].clone()
         single.replicas = 1
         single.__dict__.pop("_trainable_cache", None)
+        single.__dict__.pop("_flat_sizes", None)
         return single
 
     def _batch(self, obs: Tensor) -> int:
@@ -411,6 +423,10 @@ class GaussianPolicy(Policy):
 
     @property
     def state_independent(self) -> bool:
+        return self.mean_net is None
+
+    @property
+    def autograd_free(self) -> bool:
         return self.mean_net is None
 
     def std(self) -> Tensor:
@@ -559,6 +575,14 @@ class CategoricalPolicy(Policy):
 
     @property
     def batched_candidates(self) -> bool:
+        return self.logits_net is None
+
+    @property
+    def state_independent(self) -> bool:
+        return self.logits_net is None
+
+    @property
+    def autograd_free(self) -> bool:
         return self.logits_net is None
 
     def candidate_distributions(self, candidates: Tensor, obs: Tensor) -> ActionDistribution:

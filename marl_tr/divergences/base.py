@@ -112,6 +112,19 @@ class Divergence(Plugin, ABC):
             value = self.compute(old.detach(), type(new).from_params(leaves)).sum()
             return _gradient(value, leaves)
 
+    @property
+    def autograd_free(self) -> bool:
+        """Whether ``grad_new`` and (where smooth) ``hvp`` are computed without autograd.
+
+        A training run whose parts are all autograd-free steps under
+        ``torch.inference_mode`` (no autograd bookkeeping). Derived from which methods the
+        class overrides; a subclass whose override may still fall back to autograd says so.
+        """
+        cls = type(self)
+        analytic_grad = cls.grad_new is not Divergence.grad_new
+        analytic_hvp = cls.hvp is not Divergence.hvp or not self.smooth_at_identity
+        return analytic_grad and analytic_hvp
+
     def diagonal_hessian(self, dist: ActionDistribution) -> bool:
         """Whether ``hvp`` at ``dist`` is diagonal in ``dist.params()`` coordinates (each
         parameter's curvature independent of the others). Solvers then solve exactly

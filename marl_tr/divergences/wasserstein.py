@@ -219,6 +219,10 @@ class Wasserstein1(Divergence):
         points_new = new.mean.unsqueeze(1) + new.std.unsqueeze(1) * noise
         return euclidean_w1_between_clouds(points_old, points_new)
 
+    @property
+    def autograd_free(self) -> bool:
+        return self.method == "closed_form"  # the POT path differentiates by autograd
+
     def grad_new(self, old: ActionDistribution, new: ActionDistribution) -> Params:
         if self.method != "closed_form":
             return super().grad_new(old, new)

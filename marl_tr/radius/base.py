@@ -296,8 +296,19 @@ class RadiusScheduler(Plugin, ABC):
 
     uses: ClassVar[frozenset[str]] = frozenset()
 
+    @property
+    def autograd_free(self) -> bool:
+        """Whether computing radii never needs autograd (see ``Divergence.autograd_free``).
+        False unless a scheduler says so."""
+        return False
+
     def reset(self, n_agents: int) -> None:
         """Called once at the start of a run."""
+
+    def radii_batch(self, contexts: Sequence[RadiusContext]) -> np.ndarray:
+        """``radii`` of several independent replicas, ``[R, n]``. Override to vectorise; the
+        result must equal the per-replica calls."""
+        return np.stack([np.asarray(self.radii(ctx), dtype=np.float64) for ctx in contexts])
 
     @abstractmethod
     def radii(self, ctx: RadiusContext) -> np.ndarray:

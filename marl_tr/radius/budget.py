@@ -76,6 +76,11 @@ class BudgetScheduler(DivergenceOption, RadiusScheduler):
         """The lower bound per agent: ``min_share * budget / n``."""
         return self.min_share * self.budget(n) / n
 
+    @property
+    def autograd_free(self) -> bool:
+        """Natural-gradient norms and price responses need only its divergence's derivatives."""
+        return self.resolved_divergence().autograd_free
+
     def check_divergence(self, divergence: Divergence) -> None:
         """Raise ``ValueError`` unless ``divergence`` is this scheduler's divergence.
 

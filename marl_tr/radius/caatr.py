@@ -11,6 +11,8 @@ with ``D`` = W1 in the paper (Algorithm 2, line 2).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from marl_tr.divergences.base import Divergence
@@ -90,6 +92,10 @@ class CAATR(DivergenceOption, RadiusScheduler):
                 f"initial_delta ({initial_delta!r}) must be <= max_delta ({max_delta!r})"
             )
 
+    @property
+    def autograd_free(self) -> bool:
+        return True  # drift is a divergence value, no derivative
+
     def check_divergence(self, divergence: Divergence) -> None:
         """Any trust-region divergence works; this resolves the drift measure early."""
         self.resolved_divergence()
@@ -110,18 +116,31 @@ class CAATR(DivergenceOption, RadiusScheduler):
             agent_array(drift, n, "drift", negative="warn", nonfinite="error")
         )
 
+    def radii_batch(self, contexts: Sequence[RadiusContext]) -> np.ndarray:
+        """Eqs. 13-14 for every replica at once (the same arithmetic per row)."""
+        n = agent_count(contexts[0])
+        divergence = self.resolved_divergence()
+        drifts = [ctx.drift(divergence) for ctx in contexts]
+        if n == 1 or any(d is None for d in drifts):
+            return np.stack([self.radii(ctx) for ctx in contexts])
+        checked = [agent_array(d, n, "drift", negative="warn", nonfinite="error")
+                   for d in drifts]
+        return self.radii_from_drift(np.stack(checked))
+
     def radii_from_drift(self, drift: np.ndarray) -> np.ndarray:
         """Eqs. 13-14 for given drifts (Algorithm 2, lines 4-8).
 
         Args:
-            drift: ``Drift_j``, float ``[n]``, finite and >= 0, ``n >= 2``.
+            drift: ``Drift_j``, float ``[..., n]`` (rows: independent replicas), finite and
+                >= 0, ``n >= 2``.
 
         Returns:
-            ``delta``, float64 ``[n]``, capped at ``max_delta`` if set.
+            ``delta``, float64 ``[..., n]``, capped at ``max_delta`` if set.
         """
         drift = np.asarray(drift, dtype=np.float64)
-        n = drift.size
-        teammates = (np.ones((n, n)) - np.eye(n)) @ drift  # D_-i, exact (no sum - d_i)
+        n = drift.shape[-1]
+        # D_-i, exact (no sum - d_i), and the same arithmetic for any number of rows
+        teammates = (drift[..., None, :] * (1.0 - np.eye(n))).sum(-1)
         eps = np.maximum(self.eps_base, np.minimum(self.eps_max, teammates / 10.0))
         delta = self.C / (teammates + eps)
         if self.max_delta is not None:

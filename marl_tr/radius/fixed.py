@@ -28,6 +28,10 @@ class FixedRadius(RadiusScheduler):
     def __init__(self, delta: float = 0.1) -> None:
         self.delta = check_positive("delta", delta)
 
+    @property
+    def autograd_free(self) -> bool:
+        return True
+
     def radii(self, ctx: RadiusContext) -> np.ndarray:
         """``[n]`` float64, all equal to ``delta``."""
         return np.full(agent_count(ctx), self.delta, dtype=np.float64)

@@ -107,7 +107,9 @@ class AgentProblem:
         self.divergence = divergence
         self.replicas = policy.replicas
         self.batch_size = int(obs.shape[0]) // self.replicas
-        self.radius = np.broadcast_to(np.asarray(radius, dtype=np.float64), (self.replicas,))
+        self.radius = (np.full(self.replicas, float(radius)) if np.isscalar(radius)
+                       else np.broadcast_to(np.asarray(radius, dtype=np.float64),
+                                            (self.replicas,)))
         self.old_params = policy.flat_parameters()
         self.old_linearization = policy.linearize(obs)
         self.old_dist = self.old_linearization.dist
@@ -163,12 +165,19 @@ class AgentProblem:
         """Surrogate gain and divergence per replica at the current parameters."""
         with torch.no_grad():
             dist = self.policy.distribution(self.obs)
-            log_prob = dist.log_prob(self.actions)
+            return self.evaluation_of(dist, dist.log_prob(self.actions))
+
+    def evaluation_of(self, dist: ActionDistribution, log_prob: Tensor,
+                      divergence: np.ndarray | None = None) -> Evaluation:
+        """The ``Evaluation`` of a new distribution and its log-probabilities ``[R*B]``
+        (the divergence is computed unless given)."""
+        with torch.no_grad():
             ratio = torch.exp(log_prob - self.old_log_prob)
-            improvement = self.per_replica_mean(self.weights * (ratio - 1.0))
-            divergence = self.per_replica_mean(self.divergence.compute(self.old_dist, dist))
-        return Evaluation(improvement.double().numpy(), divergence.double().numpy(), log_prob,
-                          dist)
+            improvement = self.per_replica_mean(self.weights * (ratio - 1.0)).double().numpy()
+            if divergence is None:
+                divergence = self.per_replica_mean(
+                    self.divergence.compute(self.old_dist, dist)).double().numpy()
+        return Evaluation(improvement, divergence, log_prob, dist)
 
     def evaluate_candidates(self, candidates: Tensor) -> tuple[np.ndarray, np.ndarray, Tensor]:
         """Gains and divergences under ``K`` parameter vectors per replica ``[R, K, P]``.
@@ -281,6 +290,9 @@ class Solver(Plugin, ABC):
     """
 
     info_keys: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``step`` itself never uses autograd (it may rely on the divergence's and the
+    #: policy's derivatives, which declare their own). False unless a solver says so.
+    autograd_free: ClassVar[bool] = False
 
     def check_divergence(self, divergence: Divergence) -> None:
         """Raise ``ValueError`` (with the reason) if this solver cannot enforce ``divergence``."""

@@ -82,6 +82,7 @@ class NaturalGradient(Solver):
     """
 
     info_keys = ("backtracks", "step_fraction")
+    autograd_free = True
 
     def __init__(
         self,

@@ -63,6 +63,7 @@ class PrimalDual(Solver):
     """
 
     info_keys = ("lambda", "inner_steps", "shrink")
+    autograd_free = True
 
     def __init__(
         self,
@@ -158,7 +159,8 @@ class PrimalDual(Solver):
     def step(self, problem: AgentProblem, agents: np.ndarray) -> StepResult:
         lam = (self.dual_variables(agents) if self.persist_lambda
                else np.full(problem.replicas, self.lambda_init))
-        reasons = usable_gradients(problem.surrogate_gradient())
+        first_gradient = problem.surrogate_gradient()  # at the old parameters
+        reasons = usable_gradients(first_gradient)
         active = np.array([not r for r in reasons])
         if not active.any():
             return problem.no_step(reasons, {"lambda": lam})
@@ -166,9 +168,11 @@ class PrimalDual(Solver):
         lin, log_prob = problem.old_linearization, problem.old_log_prob
         started = active.copy()  # replicas with a usable gradient (the others report NaN)
         steps_taken = np.zeros(problem.replicas)
+        reverted = False
         for inner in range(self.inner_steps):
             # eq. 17: descend L in theta at the current lambda
-            gradient = -problem.surrogate_gradient(lin, log_prob=log_prob)
+            gradient = -(first_gradient if inner == 0
+                         else problem.surrogate_gradient(lin, log_prob=log_prob))
             if (lam > 0.0).any():
                 weight = torch.from_numpy(lam).to(gradient.dtype).unsqueeze(1)
                 gradient = gradient + weight * problem.divergence_gradient(lin)
@@ -190,6 +194,7 @@ class PrimalDual(Solver):
                 lin = problem.policy.linearize_at(candidate, problem.obs)
                 log_prob = lin.dist.log_prob(problem.actions)
                 reasons = [r or ("non-finite step" if b else "") for r, b in zip(reasons, broken)]
+                reverted = True
             params = candidate
             steps_taken += active
             # eq. 18: projected ascent on lambda with the constraint at the new theta
@@ -200,7 +205,9 @@ class PrimalDual(Solver):
         if self.persist_lambda:
             self._store_dual_variables(agents, lam)
         problem.set_params(params)
-        result = problem.evaluate()
+        # the last inner step already measured the final parameters (unless some reverted)
+        result = (problem.evaluate() if reverted
+                  else problem.evaluation_of(lin.dist, log_prob, divergence))
         shrink = np.ones(problem.replicas)
         over = ~(result.divergence <= problem.radius) & (steps_taken > 0)
         if self.safeguard == "shrink" and over.any():

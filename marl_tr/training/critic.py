@@ -104,6 +104,11 @@ class Critic(nn.Module):
         # a linear critic under plain SGD has a closed-form gradient: skip autograd
         self._closed_form_sgd = len(self.net) == 1 and optimizer == "sgd"
 
+    @property
+    def autograd_free(self) -> bool:
+        """Whether ``fit`` needs no autograd (a linear critic under plain SGD)."""
+        return self._closed_form_sgd
+
     def forward(self, states: Tensor) -> Tensor:
         """``V(s)`` for states ``[R, ..., S]`` -> ``[R, ...]``."""
         flat = states.reshape(self.replicas, -1, states.shape[-1])

@@ -132,10 +132,12 @@ class LoopRadiusContext:
     def _drift(self, divergence: Divergence) -> np.ndarray:
         out = np.empty((self.replicas, self.n_agents))
         for i, policy in enumerate(self._policies):
-            now = policy.distribution(self._obs[i])
+            obs = self._obs[i]
+            if policy.state_independent:  # every state gives the same value: take one
+                obs = obs.view(self.replicas, -1, obs.shape[-1])[:, 0]
+            now = policy.distribution(obs)
             # the previous policy as a one-candidate batch: no parameter writes
-            before = policy.candidate_distributions(self._previous_params[i].unsqueeze(1),
-                                                    self._obs[i])
+            before = policy.candidate_distributions(self._previous_params[i].unsqueeze(1), obs)
             values = divergence(before, now).view(self.replicas, -1).mean(1)
             out[:, i] = values.double().numpy()
         return out
