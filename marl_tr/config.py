@@ -60,7 +60,9 @@ class TrainConfig:
     critic_lr: float | None = _help("preset. critic learning rate", default=None)
     critic_optimizer: str | None = _help("preset. critic optimiser: sgd or adam", default=None)
     agent_order: str | None = _help(
-        "preset. 'random' (a fresh permutation per iteration) or 'fixed'", default=None
+        "preset. 'random' (a fresh permutation per iteration, HATRPO), 'fixed', or "
+        "'simultaneous' (no eq. 15 teammate correction: every agent sees the plain "
+        "advantage, as in MAPPO/IPPO)", default=None,
     )
     # -- budget and reproducibility ---------------------------------------------------------
     iterations: int = _help("training iterations", default=200)
@@ -182,7 +184,7 @@ class TrainConfig:
         check_int("seed", self.seed, minimum=0)
         check_int("replicas", self.replicas, minimum=1)
         if self.agent_order is not None:
-            check_choice("agent_order", self.agent_order, ("random", "fixed"))
+            check_choice("agent_order", self.agent_order, ("random", "fixed", "simultaneous"))
         if self.init_std is not None:
             check_positive("init_std", self.init_std)
         if self.init_mean is not None:

@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from marl_tr.registry import Plugin, Registry, format_value
+from marl_tr.solvers import SOLVERS as SOLVER_CHECK
 from marl_tr.validation import check_choice, check_positive
 
 __all__ = ["PRESETS", "TABLE2_CAATR_C", "Preset", "table2_caatr_c"]
@@ -155,3 +156,47 @@ class WMATRPOCAATR(WMATRPO):
     def _parts(self, n_agents: int) -> tuple[str, str, str]:
         return (self.divergence, _caatr(self.C, n_agents, self.divergence, self.delta),
                 self.solver)
+
+
+@PRESETS.register("happo")
+class HAPPO(_TrustRegionPreset):
+    """HAPPO (Kuba et al. 2022): PPO's clipped surrogate with the sequential update and the
+    eq. 15 teammate correction; the KL to the old policy is logged against ``delta``.
+
+    Args:
+        clip: the ratio clip (HARL: 0.2).
+        epochs: gradient steps per update (HARL: 5).
+        lr: Adam step size (HARL's actor default: 5e-4).
+        delta: the KL radius reported against (and enforced if ``early_stop``).
+        early_stop: undo an epoch that takes the KL past ``delta`` (PPO's target KL).
+    """
+
+    summary = "PPO clipped surrogate, sequential updates with the eq. 15 correction"
+
+    def __init__(self, clip: float = 0.2, epochs: int = 5, lr: float = 5e-4,
+                 delta: float = 0.1, early_stop: bool = False) -> None:
+        self.clip, self.epochs, self.lr = clip, epochs, lr
+        self.delta = check_positive("delta", delta)
+        self.early_stop = early_stop
+        SOLVER_CHECK.build(self._solver())  # refuse bad values now
+
+    def _solver(self) -> str:
+        return (f"ppo_clip:clip={self.clip!r},epochs={self.epochs!r},lr={self.lr!r},"
+                f"early_stop={self.early_stop!r}")
+
+    def _parts(self, n_agents: int) -> tuple[str, str, str]:
+        return "kl", f"fixed:delta={self.delta!r}", self._solver()
+
+
+@PRESETS.register("mappo")
+class MAPPO(HAPPO):
+    """MAPPO (Yu et al. 2022) without parameter sharing: PPO's clipped surrogate, every agent
+    updated from the same batch with the plain advantage (no sequential correction).
+
+    Args: as ``happo``.
+    """
+
+    summary = "PPO clipped surrogate, simultaneous updates (no teammate correction)"
+
+    def settings(self, n_agents: int) -> dict[str, Any]:
+        return {**super().settings(n_agents), "agent_order": "simultaneous"}

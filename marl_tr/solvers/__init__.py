@@ -2,6 +2,7 @@
 
 from marl_tr.solvers.base import SOLVERS, AgentProblem, Evaluation, Solver, StepResult
 from marl_tr.solvers.natural_gradient import NaturalGradient, conjugate_gradient
+from marl_tr.solvers.ppo import PPOClip
 from marl_tr.solvers.primal_dual import PrimalDual
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "AgentProblem",
     "Evaluation",
     "NaturalGradient",
+    "PPOClip",
     "PrimalDual",
     "Solver",
     "StepResult",

@@ -125,15 +125,18 @@ class AgentProblem:
 
     # -- surrogate ----------------------------------------------------------------------
     def surrogate_gradient(self, linearization: Linearization | None = None,
-                           log_prob: Tensor | None = None) -> Tensor:
+                           log_prob: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         """``d/dtheta E[M (pi_theta / pi_old)]`` at the linearisation point, ``[R, P]``.
 
         At the old parameters (the default) the ratio is 1 and this is ``E[M grad log pi]``.
+        ``mask`` (``[R*B]``, 0/1) keeps only some samples' terms (e.g. the unclipped ones).
         """
         lin = linearization or self.old_linearization
         scale = self._weight_column
         if log_prob is not None:
             scale = scale * torch.exp(log_prob - self.old_log_prob).unsqueeze(1)
+        if mask is not None:
+            scale = scale * mask.to(scale.dtype).unsqueeze(1)
         return lin.vjp(tuple(g * scale for g in lin.dist.log_prob_grad(self.actions)))
 
     def divergence_gradient(self, linearization: Linearization) -> Tensor:

@@ -29,9 +29,9 @@ import torch
 from torch import Tensor
 
 from marl_tr.solvers.base import SOLVERS, AgentProblem, Solver, StepResult, usable_gradients
+from marl_tr.solvers.optim import FlatOptimizer
 from marl_tr.validation import (
     check_choice,
-    check_in_range,
     check_int,
     check_non_negative,
     check_positive,
@@ -90,32 +90,23 @@ class PrimalDual(Solver):
         self.safeguard_iterations = check_int(
             "safeguard_iterations", safeguard_iterations, minimum=1
         )
-        if not (isinstance(adam_betas, (tuple, list)) and len(adam_betas) == 2):
-            raise ValueError(f"adam_betas must be a pair (beta1, beta2), got {adam_betas!r}")
-        self.adam_betas = tuple(
-            check_in_range("adam_betas", b, 0.0, 1.0, high_open=True) for b in adam_betas
-        )
-        self.adam_eps = check_positive("adam_eps", adam_eps)
+        self.adam_betas = tuple(adam_betas) if isinstance(adam_betas, list) else adam_betas
+        self.adam_eps = adam_eps
+        self._optimizer = FlatOptimizer(optimizer, self.lr_theta, adam_betas, adam_eps)
         self._lambdas: dict[int, np.ndarray] = {}  # agent -> [R]
-        self._adam: dict[int, dict[str, Any]] = {}  # agent -> {"m", "v": [R, P], "t": [R]}
-        self._replicas = 1
 
     def reset(self, n_agents: int, replicas: int = 1) -> None:
         self._lambdas = {}
-        self._adam = {}
-        self._replicas = replicas
+        self._optimizer.reset()
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "lambdas": {k: v.copy() for k, v in self._lambdas.items()},
-            "adam": {k: {n: (v.clone() if isinstance(v, Tensor) else np.array(v))
-                         for n, v in s.items()} for k, s in self._adam.items()},
-        }
+        return {"lambdas": {k: v.copy() for k, v in self._lambdas.items()},
+                "adam": self._optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._lambdas = {int(k): np.asarray(v, dtype=np.float64).copy()
                          for k, v in state.get("lambdas", {}).items()}
-        self._adam = {int(k): dict(v) for k, v in state.get("adam", {}).items()}
+        self._optimizer.load_state_dict(state.get("adam", {}))
 
     def dual_variables(self, agents: np.ndarray) -> np.ndarray:
         """``lambda`` of agent ``agents[r]`` in replica ``r``, ``[R]``."""
@@ -129,32 +120,6 @@ class PrimalDual(Solver):
         for r, agent in enumerate(agents):
             table = self._lambdas.setdefault(int(agent), np.full(len(agents), self.lambda_init))
             table[r] = lam[r]
-
-    # -- the descent direction ----------------------------------------------------------
-    def _update(self, agents: np.ndarray, gradient: Tensor, active: Tensor) -> Tensor:
-        """The parameter change ``[R, P]`` for one descent step on ``L`` (SGD or Adam);
-        zero for inactive replicas (whose optimiser state does not advance)."""
-        if self.optimizer == "sgd":
-            return torch.where(active.unsqueeze(1), -self.lr_theta * gradient,
-                               torch.zeros_like(gradient))
-        beta1, beta2 = self.adam_betas
-        update = torch.zeros_like(gradient)
-        for r, agent in enumerate(agents):  # moments per (agent, replica)
-            if not bool(active[r]):
-                continue
-            state = self._adam.setdefault(int(agent), {
-                "m": torch.zeros_like(gradient), "v": torch.zeros_like(gradient),
-                "t": np.zeros(gradient.shape[0], dtype=np.int64),
-            })
-            g = gradient[r]
-            state["t"][r] += 1
-            t = int(state["t"][r])
-            state["m"][r] = beta1 * state["m"][r] + (1 - beta1) * g
-            state["v"][r] = beta2 * state["v"][r] + (1 - beta2) * g * g
-            m_hat = state["m"][r] / (1 - beta1 ** t)
-            v_hat = state["v"][r] / (1 - beta2 ** t)
-            update[r] = -self.lr_theta * m_hat / (v_hat.sqrt() + self.adam_eps)
-        return update
 
     def step(self, problem: AgentProblem, agents: np.ndarray) -> StepResult:
         lam = (self.dual_variables(agents) if self.persist_lambda
@@ -176,7 +141,8 @@ class PrimalDual(Solver):
             if (lam > 0.0).any():
                 weight = torch.from_numpy(lam).to(gradient.dtype).unsqueeze(1)
                 gradient = gradient + weight * problem.divergence_gradient(lin)
-            candidate = params + self._update(agents, gradient, torch.from_numpy(active))
+            candidate = params + self._optimizer.update(agents, gradient,
+                                                        torch.from_numpy(active))
             lin = problem.policy.linearize_at(candidate, problem.obs)
             log_prob = lin.dist.log_prob(problem.actions)
             divergence = problem.per_replica_mean(

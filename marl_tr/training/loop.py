@@ -7,7 +7,8 @@ Each iteration, in each of ``R`` independent replicas (``R = 1`` for an ordinary
 3. ask the radius scheduler for ``delta_i`` (it sees a ``RadiusContext``);
 4. draw the agent order (a fresh random permutation, or fixed);
 5. update the agents one at a time, agent ``i`` with ``M_i = A * prod_{k before i}
-   pi_k_new(a_k) / pi_k_old(a_k)`` (eq. 15), through the solver;
+   pi_k_new(a_k) / pi_k_old(a_k)`` (eq. 15), through the solver (``agent_order=
+   "simultaneous"`` drops the correction: every agent gets ``A``, as in MAPPO);
 6. fit the critic; record each agent's radius, the divergence its step actually reached
    and its surrogate gain.
 
@@ -148,7 +149,7 @@ class SequentialTrustRegion:
 
     def agent_orders(self) -> np.ndarray:
         """Update order per replica ``[R, n]``."""
-        if self.config.agent_order == "fixed":
+        if self.config.agent_order != "random":  # fixed, or simultaneous (order is moot)
             return np.tile(np.arange(self.n_agents), (self.replicas, 1))
         return np.stack([rng.permutation(self.n_agents) for rng in self.order_rngs])
 
@@ -221,6 +222,7 @@ class SequentialTrustRegion:
                   "improvement": np.zeros(shape)}
         info = {key: np.full(shape, math.nan) for key in self.solver.info_keys}
         log_factor: Tensor | None = None  # sum of log-ratios of the agents updated so far
+        sequential = self.config.agent_order != "simultaneous"
         limit = self.config.max_log_factor
         rows = self._rows
         gather = bool((orders != orders[:1]).any())  # replicas update different agents
@@ -240,7 +242,7 @@ class SequentialTrustRegion:
             for key in info:
                 if key in result.info:
                     info[key][rows, agents] = result.info[key]
-            if result.moved.any():
+            if result.moved.any() and sequential:
                 delta = result.new_log_prob - old_log_prob  # zero where not moved
                 log_factor = delta if log_factor is None else log_factor + delta
         if team_params is not None:

@@ -115,7 +115,7 @@ def build_policy(
 
 def _check_replicable(config: TrainConfig, env: MultiAgentVecEnv) -> None:
     """Replicas with their own random agent orders need identical agents."""
-    if config.replicas == 1 or config.agent_order == "fixed":
+    if config.replicas == 1 or config.agent_order != "random":
         return
     first = (env.observation_spaces[0], env.action_spaces[0])
     for agent, obs_space, act_space in zip(env.agents, env.observation_spaces,
@@ -125,7 +125,7 @@ def _check_replicable(config: TrainConfig, env: MultiAgentVecEnv) -> None:
                 f"replicas={config.replicas} with random agent orders needs agents with "
                 f"identical spaces, but {agent!r} has {act_space!r} / {obs_space!r} and "
                 f"{env.agents[0]!r} has {first[1]!r} / {first[0]!r}; use agent_order='fixed' "
-                "or replicas=1"
+                "(or 'simultaneous') or replicas=1"
             )
 
 

@@ -28,6 +28,8 @@ CASES = {
     "kkt-w1": dict(divergence="w1", radius="kkt:divergence=w1", solver="primal_dual",
                    env_kwargs={"n": 3}),
     "greedy": dict(divergence="kl", radius="greedy", env_kwargs={"n": 3}),
+    "happo": dict(preset="happo", env_kwargs={"n": 3}),
+    "mappo-early-stop": dict(preset="mappo:early_stop=true,delta=0.01", env_kwargs={"n": 3}),
 }
 
 
