@@ -162,7 +162,7 @@ def test_record_has_every_column_and_the_paper_measures(tmp_path):
 
 # -- bad input, refused before any run -------------------------------------------------------------
 @pytest.mark.parametrize(("options", "match"), [
-    ({"presets": ["nope"]}, "Unknown preset 'nope'. Available: hatrpo"),
+    ({"presets": ["nope"]}, "Unknown preset 'nope'. Available: happo, hatrpo"),
     ({"grid": {"n": [0]}}, "n must be an integer >= 1, got 0"),
     ({"grid": {"n": ["three"]}}, "n must be an integer >= 1"),
     ({"grid": {"foo": [1]}}, "unknown keyword argument.*'foo'.*accepted keywords"),
