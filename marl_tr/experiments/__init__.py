@@ -34,10 +34,12 @@ from marl_tr.experiments.paper import (
     TABLE3,
     TABLE3_N,
     TABLE3_PRESETS,
+    VARIANTS,
     ExperimentResult,
     PaperEntry,
     reproduce_basin_gap,
     reproduce_table3,
+    reproduce_variants,
 )
 from marl_tr.experiments.reproduce import reproduce_all
 from marl_tr.experiments.results import COLUMNS, RUN_COLUMNS, ResultsFile
@@ -67,6 +69,7 @@ __all__ = [
     "TABLE3",
     "TABLE3_N",
     "TABLE3_PRESETS",
+    "VARIANTS",
     "Cell",
     "ExperimentResult",
     "Figure1",
@@ -89,6 +92,7 @@ __all__ = [
     "reproduce_basin_gap",
     "reproduce_figure1",
     "reproduce_table3",
+    "reproduce_variants",
     "run_cell",
     "run_job",
     "sweep",

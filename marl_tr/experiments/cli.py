@@ -193,6 +193,17 @@ def _table3(args: argparse.Namespace) -> int:
     return 0
 
 
+def _variants(args: argparse.Namespace) -> int:
+    from marl_tr.experiments.paper import reproduce_variants
+
+    presets = {} if args.presets is None else {"presets": args.presets}
+    result = reproduce_variants(iterations=args.iterations, batch_size=args.batch_size,
+                                seeds=args.seeds, out=args.out, n=args.n, **presets,
+                                **_run_kwargs(args))
+    _print_experiment(result)
+    return 0
+
+
 def _basin_gap(args: argparse.Namespace) -> int:
     from marl_tr.experiments.paper import reproduce_basin_gap
 
@@ -268,6 +279,20 @@ def _add_reproduce(commands: Any) -> None:
                         help="output directory (default: results/table3)")
     _add_run_options(table3)
     table3.set_defaults(handler=_guarded(_table3))
+
+    variants = targets.add_parser(
+        "variants", help="the paper's methods, PPO baselines and W-MATRPO variants side by side",
+        description="Presets compared on the paper's game and budget (resumable).")
+    _add_budget(variants, presets=False)
+    variants.add_argument("--n", type=_int_list, default=[3],
+                          help="team sizes (default: 3)")
+    variants.add_argument("--presets", type=lambda text: [p for p in text.split(";") if p],
+                          default=None, help="preset config strings separated by ';' "
+                          "(default: the built-in list of variants)")
+    variants.add_argument("--out", type=Path, default=Path("results/variants"),
+                          help="output directory (default: results/variants)")
+    _add_run_options(variants)
+    variants.set_defaults(handler=_guarded(_variants))
 
     figure1 = targets.add_parser("figure1", help="Figure 1: 2-agent paths over the contours",
                                  description="Figure 1: the 2-agent game, one run per method.")

@@ -44,10 +44,12 @@ __all__ = [
     "TABLE3",
     "TABLE3_N",
     "TABLE3_PRESETS",
+    "VARIANTS",
     "ExperimentResult",
     "PaperEntry",
     "reproduce_basin_gap",
     "reproduce_table3",
+    "reproduce_variants",
 ]
 
 #: Table 2's budget for the differential game (delta and C live in the presets).
@@ -307,6 +309,98 @@ def reproduce_table3(
     markdown = markdown_document("Table 3: the differential game", command,
                                  _table3_markdown(lines), notes)
     return _finish(ExperimentResult(lines, markdown, outcome), out, "table3")
+
+
+# -- variants: what the paper leaves open, and the baselines ------------------------------------
+#: Presets compared on the paper's game: the paper's methods, the PPO baselines, and
+#: W-MATRPO + CAATR with the choices the paper leaves open made differently.
+VARIANTS: dict[str, str] = {
+    "hatrpo": "HATRPO (KL, natural gradient)",
+    "happo": "HAPPO (PPO clip, sequential)",
+    "mappo": "MAPPO (PPO clip, simultaneous)",
+    "wmatrpo": "W-MATRPO, fixed radius (eq. 31 W1, plain eqs. 16-18)",
+    "wmatrpo-caatr": "W-MATRPO + CAATR as in the paper (eq. 31 W1, plain eqs. 16-18)",
+    "wmatrpo-caatr:w1=exact": "... with the exact W1",
+    "wmatrpo-caatr:solver='primal_dual:inner_steps=10'": "... with 10 inner steps",
+    "wmatrpo-caatr:solver='primal_dual:safeguard=shrink'": "... with the step shrunk back into "
+                                                          "the ball",
+    "wmatrpo-caatr:solver='primal_dual:optimizer=adam,lr_theta=0.001,safeguard=shrink'":
+        "... with Adam (lr 1e-3) and the shrink safeguard",
+}
+
+
+def variants_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One summary line per preset (in ``VARIANTS`` order)."""
+    order = list(VARIANTS)
+    groups = group_rows(rows, ("n_agents", "preset"))
+    return [
+        {"n": n, "preset": preset, "method": VARIANTS.get(preset, preset),
+         **_seed_summary(members)}
+        for (n, preset), members in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1])
+                                            if kv[0][1] in order else len(order)))
+    ]
+
+
+def _variants_markdown(lines: Sequence[Mapping[str, Any]]) -> str:
+    headers = ["n", "method", "preset", "distance", "final actions (mean over seeds)", "E[r]",
+               "r(local) / r(far)", "left basin", "ratio mean / max / >1", "ms/it per seed",
+               "seeds"]
+    body = [[
+        str(line["n"]), line["method"], f"`{line['preset']}`",
+        fmt_mean_sd(line["distance_mean"], line["distance_sd"]),
+        fmt_vector(line["final_actions_mean"]),
+        fmt_mean_sd(line["expected_reward_mean"], line["expected_reward_sd"], 4),
+        f"{fmt(line['peak_local'], 4)} / {fmt(line['peak_global'], 4)}",
+        fmt(line["left_basin_fraction"], 2),
+        f"{fmt(line['overshoot_mean'], 2)} / {fmt(line['overshoot_max'], 2)} / "
+        f"{fmt(line['overshoot_fraction'], 2)}",
+        fmt(1e3 * line["wall_time_mean"] / line["iterations"], 3),
+        str(line["seeds"]),
+    ] for line in lines]
+    return markdown_table(headers, body)
+
+
+def reproduce_variants(
+    *,
+    iterations: int = TABLE2["iterations"],
+    seeds: int | str | Iterable[int] = 5,
+    n: int | Iterable[int] = 3,
+    presets: Iterable[str] = tuple(VARIANTS),
+    batch_size: int = TABLE2["batch_size"],
+    out: str | Path | None = None,
+    workers: int | None = None,
+    max_replicas: int = MAX_REPLICAS,
+    backend: str = "local",
+    ray_address: str | None = None,
+    echo: bool = False,
+) -> ExperimentResult:
+    """The paper's methods, the PPO baselines and W-MATRPO + CAATR variants, side by side.
+
+    Same game, start and budget as Table 3 (default n = 3). Arguments as in
+    ``reproduce_table3``; ``presets`` are config strings (any, not only ``VARIANTS``).
+    """
+    sizes = _ints("n", n)
+    names = _presets(presets)
+    seed_list = parse_seeds(seeds)
+    out = Path(out) if out is not None else None
+    outcome = _run_sweep(out, names, seed_list, [{"n": k} for k in sizes],
+                         {"iterations": iterations, "batch_size": batch_size},
+                         _run_options(workers, max_replicas, backend, ray_address, echo))
+    lines = variants_rows(outcome.rows)
+    command = ["marl-tr", "reproduce", "variants", "--iterations", str(iterations),
+               "--seeds", format_seeds(seed_list), "--n", ",".join(map(str, sizes)),
+               "--batch-size", str(batch_size)]
+    if list(names) != list(VARIANTS):
+        command += ["--presets", ";".join(names)]
+    if out is not None:
+        command += ["--out", str(out)]
+    notes = [*_DEFINITIONS,
+             "ms/it per seed: loop seconds per iteration of one seed (its replicated job's "
+             "time divided by the job's replicas)."]
+    markdown = markdown_document("Variants and baselines on the differential game", command,
+                                 _variants_markdown(lines), notes)
+    return _finish(ExperimentResult(lines, markdown, outcome), out, "variants")
 
 
 # -- the basin-gap study ------------------------------------------------------------------------

@@ -3,8 +3,9 @@
     marl-tr reproduce all --out docs/results --seeds 5
     python examples/reproduce_paper.py            # the same, into docs/results
 
-Writes ``table3/``, ``figure1/`` and ``basin_gap/`` (each with its CSV, Markdown and, for the
-figure, a PNG) and ``README.md``, an index that links them and repeats the exact commands. All
+Writes ``table3/``, ``figure1/``, ``basin_gap/`` and ``variants/`` (each with its CSV,
+Markdown and, for the figure, a PNG) and ``README.md``, an index that links them and repeats
+the exact commands. All
 sweeps resume from their ``cells.csv``: rerunning after an interruption only runs what is
 missing.
 """
@@ -22,6 +23,7 @@ from marl_tr.experiments.paper import (
     ExperimentResult,
     reproduce_basin_gap,
     reproduce_table3,
+    reproduce_variants,
 )
 from marl_tr.experiments.report import provenance
 from marl_tr.experiments.sweeps import MAX_REPLICAS, format_seeds, parse_seeds
@@ -59,7 +61,7 @@ def reproduce_all(
             locally, one run per method).
 
     Returns:
-        ``{"table3": ..., "figure1": ..., "basin_gap": ...}``.
+        ``{"table3": ..., "figure1": ..., "basin_gap": ..., "variants": ...}``.
     """
     out = Path(out)
     run: dict[str, Any] = {"workers": workers, "max_replicas": max_replicas, "backend": backend,
@@ -71,9 +73,11 @@ def reproduce_all(
                                            workers=workers, **budget)
     results["basin_gap"] = reproduce_basin_gap(seeds=seeds, out=out / "basin_gap", **budget,
                                                **run)
+    results["variants"] = reproduce_variants(seeds=seeds, out=out / "variants", **budget, **run)
     pages = {"Table 3": out / "table3" / "table3.md",
              "Figure 1": out / "figure1" / "figure1.md",
-             "Basin-gap study": out / "basin_gap" / "basin_gap.md"}
+             "Basin-gap study": out / "basin_gap" / "basin_gap.md",
+             "Variants and baselines": out / "variants" / "variants.md"}
     command = shlex.join(["marl-tr", "reproduce", "all", "--iterations", str(iterations),
                           "--batch-size", str(batch_size),
                           "--seeds", format_seeds(parse_seeds(seeds)), "--out", str(out)])
