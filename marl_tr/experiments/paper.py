@@ -227,6 +227,12 @@ def table3_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return lines
 
 
+def _overshoot_text(line: Mapping[str, Any]) -> str:
+    """The "ratio mean / max / >1" cell of a summary line."""
+    return (f"{fmt(line['overshoot_mean'], 2)} / {fmt(line['overshoot_max'], 2)} / "
+            f"{fmt(line['overshoot_fraction'], 2)}")
+
+
 def _table3_markdown(lines: Sequence[Mapping[str, Any]]) -> str:
     headers = ["n", "method", "paper distance", "distance", "paper final actions",
                "final actions (mean over seeds)", "E[r]", "r(local) / r(far)", "left basin",
@@ -237,9 +243,7 @@ def _table3_markdown(lines: Sequence[Mapping[str, Any]]) -> str:
         fmt_vector(line["paper_final_actions"]), fmt_vector(line["final_actions_mean"]),
         fmt_mean_sd(line["expected_reward_mean"], line["expected_reward_sd"], 4),
         f"{fmt(line['peak_local'], 4)} / {fmt(line['peak_global'], 4)}",
-        fmt(line["left_basin_fraction"], 2),
-        f"{fmt(line['overshoot_mean'], 2)} / {fmt(line['overshoot_max'], 2)} / "
-        f"{fmt(line['overshoot_fraction'], 2)}",
+        fmt(line["left_basin_fraction"], 2), _overshoot_text(line),
         str(line["seeds"]),
     ] for line in lines]
     return markdown_table(headers, body)
@@ -352,9 +356,7 @@ def _variants_markdown(lines: Sequence[Mapping[str, Any]]) -> str:
         fmt_vector(line["final_actions_mean"]),
         fmt_mean_sd(line["expected_reward_mean"], line["expected_reward_sd"], 4),
         f"{fmt(line['peak_local'], 4)} / {fmt(line['peak_global'], 4)}",
-        fmt(line["left_basin_fraction"], 2),
-        f"{fmt(line['overshoot_mean'], 2)} / {fmt(line['overshoot_max'], 2)} / "
-        f"{fmt(line['overshoot_fraction'], 2)}",
+        fmt(line["left_basin_fraction"], 2), _overshoot_text(line),
         fmt(1e3 * line["wall_time_mean"] / line["iterations"], 3),
         str(line["seeds"]),
     ] for line in lines]

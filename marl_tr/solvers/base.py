@@ -32,7 +32,15 @@ from marl_tr.divergences.base import Divergence
 from marl_tr.policies import Linearization, Policy
 from marl_tr.registry import Plugin, Registry
 
-__all__ = ["SOLVERS", "AgentProblem", "Evaluation", "Solver", "StepResult", "usable_gradients"]
+__all__ = [
+    "SOLVERS",
+    "AgentProblem",
+    "Evaluation",
+    "Point",
+    "Solver",
+    "StepResult",
+    "usable_gradients",
+]
 
 
 @dataclass
@@ -50,6 +58,25 @@ class Evaluation:
     divergence: np.ndarray
     log_prob: Tensor
     dist: ActionDistribution
+
+
+@dataclass
+class Point:
+    """The problem's quantities at some parameters (see ``AgentProblem.at``).
+
+    Attributes:
+        params: ``[R, P]``.
+        linearization: the policy's linearisation there.
+        log_prob: ``log pi(a_i)`` per sample ``[R*B]``.
+        divergence: ``E_s D(old, pi)`` per replica ``[R]``.
+        finite: per replica ``[R]``: parameters and divergence are finite.
+    """
+
+    params: Tensor
+    linearization: Linearization
+    log_prob: Tensor
+    divergence: np.ndarray
+    finite: np.ndarray
 
 
 @dataclass
@@ -204,6 +231,16 @@ class AgentProblem:
             ))
             divergences = self.divergence.compute(old, dist).view(replicas, k, b).mean(2)
         return improvements.double().numpy(), divergences.double().numpy(), log_prob
+
+    def at(self, params: Tensor) -> Point:
+        """Linearisation, log-probabilities and divergence at ``params`` ``[R, P]`` (the policy
+        may hold ``params`` afterwards; see ``Policy.linearize_at``)."""
+        lin = self.policy.linearize_at(params, self.obs)
+        log_prob = lin.dist.log_prob(self.actions)
+        divergence = self.per_replica_mean(
+            self.divergence.compute(self.old_dist, lin.dist)).double().numpy()
+        finite = np.isfinite(divergence) & torch.isfinite(params).all(1).numpy()
+        return Point(params, lin, log_prob, divergence, finite)
 
     def set_params(self, flat: Tensor) -> None:
         self.policy.set_flat_parameters(flat)

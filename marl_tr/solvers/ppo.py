@@ -90,33 +90,26 @@ class PPOClip(Solver):
         if not active.any():
             return problem.no_step(reasons)
         started = active.copy()
-        params = problem.old_params
-        lin, log_prob = problem.old_linearization, problem.old_log_prob
+        params, lin, log_prob = problem.old_params, problem.old_linearization, problem.old_log_prob
         epochs = np.zeros(problem.replicas)
         divergence = None
         for epoch in range(self.epochs):
             gradient = first_gradient if epoch == 0 else problem.surrogate_gradient(
                 lin, log_prob=log_prob, mask=self.unclipped(problem, log_prob))
-            candidate = params + self._optimizer.update(agents, -gradient,
-                                                        torch.from_numpy(active))
-            lin = problem.policy.linearize_at(candidate, problem.obs)
-            log_prob = lin.dist.log_prob(problem.actions)
-            divergence = problem.per_replica_mean(
-                problem.divergence.compute(problem.old_dist, lin.dist)).double().numpy()
-            keep = np.isfinite(divergence) & torch.isfinite(candidate).all(1).numpy()
-            if not keep[active].all():
+            point = problem.at(params + self._optimizer.update(agents, -gradient,
+                                                               torch.from_numpy(active)))
+            if not point.finite[active].all():
                 warnings.warn("non-finite PPO step: those replicas stop at their last finite "
                               "parameters", RuntimeWarning, stacklevel=2)
-            if self.early_stop:
-                keep &= divergence <= problem.radius
+            keep = point.finite & (point.divergence <= problem.radius if self.early_stop
+                                   else True)
             undone = active & ~keep
             if undone.any():  # back to the last parameters inside the bounds, and stop there
-                candidate = torch.where(torch.from_numpy(undone).unsqueeze(1), params, candidate)
-                lin = problem.policy.linearize_at(candidate, problem.obs)
-                log_prob = lin.dist.log_prob(problem.actions)
-                divergence = None
+                point = problem.at(torch.where(torch.from_numpy(undone).unsqueeze(1), params,
+                                               point.params))
                 active &= keep
-            params = candidate
+            params, lin, log_prob = point.params, point.linearization, point.log_prob
+            divergence = point.divergence
             epochs += active
             if not active.any():
                 break

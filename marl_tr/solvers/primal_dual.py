@@ -129,11 +129,10 @@ class PrimalDual(Solver):
         active = np.array([not r for r in reasons])
         if not active.any():
             return problem.no_step(reasons, {"lambda": lam})
-        params = problem.old_params
-        lin, log_prob = problem.old_linearization, problem.old_log_prob
         started = active.copy()  # replicas with a usable gradient (the others report NaN)
         steps_taken = np.zeros(problem.replicas)
-        reverted = False
+        params, lin, log_prob = problem.old_params, problem.old_linearization, problem.old_log_prob
+        point = None
         for inner in range(self.inner_steps):
             # eq. 17: descend L in theta at the current lambda
             gradient = -(first_gradient if inner == 0
@@ -141,39 +140,31 @@ class PrimalDual(Solver):
             if (lam > 0.0).any():
                 weight = torch.from_numpy(lam).to(gradient.dtype).unsqueeze(1)
                 gradient = gradient + weight * problem.divergence_gradient(lin)
-            candidate = params + self._optimizer.update(agents, gradient,
-                                                        torch.from_numpy(active))
-            lin = problem.policy.linearize_at(candidate, problem.obs)
-            log_prob = lin.dist.log_prob(problem.actions)
-            divergence = problem.per_replica_mean(
-                problem.divergence.compute(problem.old_dist, lin.dist)).double().numpy()
-            finite = np.isfinite(divergence) & torch.isfinite(candidate).all(1).numpy()
-            if not finite[active].all():
-                broken = active & ~finite
+            point = problem.at(params + self._optimizer.update(agents, gradient,
+                                                               torch.from_numpy(active)))
+            broken = active & ~point.finite
+            if broken.any():
                 warnings.warn(
                     f"non-finite step for agent(s) {sorted({int(a) for a in agents[broken]})} "
                     f"at inner step {inner}: those replicas stop at their last finite "
                     "parameters", RuntimeWarning, stacklevel=2,
                 )
-                active &= finite
-                candidate = torch.where(torch.from_numpy(active).unsqueeze(1), candidate, params)
-                lin = problem.policy.linearize_at(candidate, problem.obs)
-                log_prob = lin.dist.log_prob(problem.actions)
+                active &= ~broken
+                point = problem.at(torch.where(torch.from_numpy(broken).unsqueeze(1), params,
+                                               point.params))
                 reasons = [r or ("non-finite step" if b else "") for r, b in zip(reasons, broken)]
-                reverted = True
-            params = candidate
+            params, lin, log_prob = point.params, point.linearization, point.log_prob
             steps_taken += active
             # eq. 18: projected ascent on lambda with the constraint at the new theta
             lam = np.where(active, np.maximum(0.0, lam + self.lr_lambda *
-                                              (divergence - problem.radius)), lam)
+                                              (point.divergence - problem.radius)), lam)
             if not active.any():
                 break
         if self.persist_lambda:
             self._store_dual_variables(agents, lam)
         problem.set_params(params)
-        # the last inner step already measured the final parameters (unless some reverted)
-        result = (problem.evaluate() if reverted
-                  else problem.evaluation_of(lin.dist, log_prob, divergence))
+        # the last inner step measured the final parameters already
+        result = problem.evaluation_of(lin.dist, log_prob, point.divergence)
         shrink = np.ones(problem.replicas)
         over = ~(result.divergence <= problem.radius) & (steps_taken > 0)
         if self.safeguard == "shrink" and over.any():
