@@ -142,7 +142,7 @@ def _game_summary(result: Any, means: list[Any]) -> dict[str, Any]:
         "sigma": [], "local_center": nan, "global_center": nan, "peak_local": nan,
         "peak_global": nan, "higher_peak": "", "distance": nan, "expected_reward": nan,
         "expected_reward_unclipped": nan, "left_basin_fraction": nan,
-        "reached_higher_peak": None,
+        "inside_bounds_fraction": nan, "reached_higher_peak": None,
     }
     if game is None or not hasattr(game, "peak_rewards"):
         return out
@@ -157,6 +157,8 @@ def _game_summary(result: Any, means: list[Any]) -> dict[str, Any]:
     out["distance"] = paper_distance(means, game.global_center)
     out["left_basin_fraction"] = float(
         left_basin(means, game.local_center, game.global_center).mean())
+    inside = (np.asarray(means) >= game.low) & (np.asarray(means) <= game.high)
+    out["inside_bounds_fraction"] = float(inside.mean())
     out["expected_reward"] = result.expected_reward(clip=True)
     out["expected_reward_unclipped"] = result.expected_reward(clip=False)
     out["reached_higher_peak"] = reached_higher_peak(out["expected_reward"], peaks)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from marl_tr.experiments import outcomes
 from marl_tr.experiments.report import (
     fmt,
@@ -100,6 +102,9 @@ _DEFINITIONS = (
     "E[r]: expected reward of the final joint Gaussian policy, actions clipped to [0, 7], from "
     "the game's closed form.",
     "left basin: fraction of agents whose final mean is closer to g than to l (> (l + g) / 2).",
+    "in bounds: fraction of agents whose final mean lies inside the action bounds [0, 7] "
+    "(outside, the clipped actions sit on the bound: the reward there is flat).",
+    "median distance: the median over seeds (robust to runs whose means left the box).",
     f"reached higher peak: E[r] >= max({outcomes.REACH_FRACTION} r_hi, (r_hi + r_lo) / 2), "
     "r_hi / r_lo the rewards at the higher / lower peak.",
     "ratio: divergence reached / trust-region radius (delta = 0.1, or CAATR's delta_i) over "
@@ -180,6 +185,7 @@ def _seed_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """What every summary line has: means and sds over the seeds of one setting."""
     first = rows[0]
     distance, distance_sd = mean_sd(r["distance"] for r in rows)
+    distance_median = float(np.median([r["distance"] for r in rows]))
     reward, reward_sd = mean_sd(r["expected_reward"] for r in rows)
     reached = [r["reached_higher_peak"] for r in rows if r["reached_higher_peak"] is not None]
     return {
@@ -188,6 +194,7 @@ def _seed_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "batch_size": first["batch_size"],
         "distance_mean": distance,
         "distance_sd": distance_sd,
+        "distance_median": distance_median,
         "final_actions_mean": vector_mean(r["final_means"] for r in rows),
         "final_stds_mean": vector_mean(r["final_stds"] for r in rows),
         "expected_reward_mean": reward,
@@ -196,6 +203,7 @@ def _seed_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "peak_global": first["peak_global"],
         "higher_peak": first["higher_peak"],
         "left_basin_fraction": mean_sd(r["left_basin_fraction"] for r in rows)[0],
+        "inside_bounds_fraction": mean_sd(r["inside_bounds_fraction"] for r in rows)[0],
         "reached_higher_count": sum(bool(v) for v in reached),
         **_overshoot_summary(rows),
         "wall_time_mean": mean_sd(r["wall_time"] for r in rows)[0],
@@ -234,16 +242,19 @@ def _overshoot_text(line: Mapping[str, Any]) -> str:
 
 
 def _table3_markdown(lines: Sequence[Mapping[str, Any]]) -> str:
-    headers = ["n", "method", "paper distance", "distance", "paper final actions",
-               "final actions (mean over seeds)", "E[r]", "r(local) / r(far)", "left basin",
-               "ratio mean / max / >1", "seeds"]
+    headers = ["n", "method", "paper distance", "distance", "median distance",
+               "paper final actions", "final actions (mean over seeds)", "E[r]",
+               "r(local) / r(far)", "left basin", "in bounds", "ratio mean / max / >1",
+               "seeds"]
     body = [[
         str(line["n"]), line["method"], fmt(line["paper_distance"], 4),
         fmt_mean_sd(line["distance_mean"], line["distance_sd"]),
+        fmt(line["distance_median"], 3),
         fmt_vector(line["paper_final_actions"]), fmt_vector(line["final_actions_mean"]),
         fmt_mean_sd(line["expected_reward_mean"], line["expected_reward_sd"], 4),
         f"{fmt(line['peak_local'], 4)} / {fmt(line['peak_global'], 4)}",
-        fmt(line["left_basin_fraction"], 2), _overshoot_text(line),
+        fmt(line["left_basin_fraction"], 2), fmt(line["inside_bounds_fraction"], 2),
+        _overshoot_text(line),
         str(line["seeds"]),
     ] for line in lines]
     return markdown_table(headers, body)
@@ -347,16 +358,18 @@ def variants_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _variants_markdown(lines: Sequence[Mapping[str, Any]]) -> str:
-    headers = ["n", "method", "preset", "distance", "final actions (mean over seeds)", "E[r]",
-               "r(local) / r(far)", "left basin", "ratio mean / max / >1", "ms/it per seed",
-               "seeds"]
+    headers = ["n", "method", "preset", "distance", "median distance",
+               "final actions (mean over seeds)", "E[r]", "r(local) / r(far)", "left basin",
+               "in bounds", "ratio mean / max / >1", "ms/it per seed", "seeds"]
     body = [[
         str(line["n"]), line["method"], f"`{line['preset']}`",
         fmt_mean_sd(line["distance_mean"], line["distance_sd"]),
+        fmt(line["distance_median"], 3),
         fmt_vector(line["final_actions_mean"]),
         fmt_mean_sd(line["expected_reward_mean"], line["expected_reward_sd"], 4),
         f"{fmt(line['peak_local'], 4)} / {fmt(line['peak_global'], 4)}",
-        fmt(line["left_basin_fraction"], 2), _overshoot_text(line),
+        fmt(line["left_basin_fraction"], 2), fmt(line["inside_bounds_fraction"], 2),
+        _overshoot_text(line),
         fmt(1e3 * line["wall_time_mean"] / line["iterations"], 3),
         str(line["seeds"]),
     ] for line in lines]

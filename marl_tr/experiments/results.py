@@ -45,6 +45,7 @@ COLUMNS: dict[str, str] = {
     "local_center": "float",
     "global_center": "float",
     "left_basin_fraction": "float",  # fraction of agents with |mu - g| < |mu - l|
+    "inside_bounds_fraction": "float",  # fraction of agents with low <= mu <= high
     "reached_higher_peak": "bool",  # E[r] >= max(0.9 r_hi, (r_hi + r_lo) / 2)
     "final_reward_mean": "float",   # the last batch's mean reward
     "ratio_mean": "json",           # per agent: mean divergence/radius over moves

@@ -25,9 +25,10 @@ from marl_tr.experiments.figure import FIGURE_DPI, FIGURE_SIZE
 
 TABLE3_COLUMNS = [
     "n", "preset", "method", "paper_distance", "paper_final_actions", "seeds", "iterations",
-    "batch_size", "distance_mean", "distance_sd", "final_actions_mean", "final_stds_mean",
-    "expected_reward_mean", "expected_reward_sd", "peak_local", "peak_global", "higher_peak",
-    "left_basin_fraction", "reached_higher_count", "overshoot_mean", "overshoot_max",
+    "batch_size", "distance_mean", "distance_sd", "distance_median", "final_actions_mean",
+    "final_stds_mean", "expected_reward_mean", "expected_reward_sd", "peak_local",
+    "peak_global", "higher_peak", "left_basin_fraction", "inside_bounds_fraction",
+    "reached_higher_count", "overshoot_mean", "overshoot_max",
     "overshoot_fraction", "wall_time_mean",
 ]
 
@@ -63,6 +64,9 @@ def test_reproduce_table3_end_to_end_matches_direct_train(tmp_path, capsys, tiny
         rewards = [run["reward"] for run in runs]
         assert float(row["distance_mean"]) == pytest.approx(np.mean(distances), rel=1e-12)
         assert float(row["distance_sd"]) == pytest.approx(np.std(distances, ddof=1), rel=1e-9)
+        assert float(row["distance_median"]) == pytest.approx(np.median(distances), rel=1e-12)
+        assert float(row["inside_bounds_fraction"]) == np.mean(
+            [np.mean((run["means"] >= 0) & (run["means"] <= 7)) for run in runs])
         assert json.loads(row["final_actions_mean"]) == pytest.approx(
             np.mean([run["means"] for run in runs], axis=0).tolist(), rel=1e-12)
         assert float(row["expected_reward_mean"]) == pytest.approx(np.mean(rewards), rel=1e-12)
