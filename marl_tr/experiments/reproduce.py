@@ -4,8 +4,9 @@
     python examples/reproduce_paper.py            # the same, into docs/results
 
 Writes ``table3/``, ``figure1/``, ``basin_gap/`` and ``variants/`` (each with its CSV,
-Markdown and, for the figure, a PNG) and ``README.md``, an index that links them and repeats
-the exact commands. All
+Markdown and, for the figure, a PNG), ``README.md``, an index that links them and repeats
+the exact commands, and next to the directory the results page ``OUT.md`` (``docs/results.md``
+for ``--out docs/results``): what reproduces and what does not, written from the runs. All
 sweeps resume from their ``cells.csv``: rerunning after an interruption only runs what is
 missing.
 """
@@ -13,6 +14,7 @@ missing.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from marl_tr.experiments.paper import (
     reproduce_variants,
 )
 from marl_tr.experiments.report import provenance
+from marl_tr.experiments.results_page import results_page
 from marl_tr.experiments.sweeps import MAX_REPLICAS, format_seeds, parse_seeds
 
 __all__ = ["reproduce_all"]
@@ -64,6 +67,7 @@ def reproduce_all(
         ``{"table3": ..., "figure1": ..., "basin_gap": ..., "variants": ...}``.
     """
     out = Path(out)
+    start = time.perf_counter()
     run: dict[str, Any] = {"workers": workers, "max_replicas": max_replicas, "backend": backend,
                            "ray_address": ray_address, "echo": echo}
     results: dict[str, ExperimentResult | Figure1] = {}
@@ -89,4 +93,6 @@ def reproduce_all(
         lines += [f"## [{title}]({page.relative_to(out).as_posix()})", "", "```",
                   _command_of(page), "```", ""]
     (out / "README.md").write_text("\n".join(lines))
+    results_page(results, out=out, page=out.with_suffix(".md"), command=command,
+                 wall_time=time.perf_counter() - start, workers=workers)
     return results

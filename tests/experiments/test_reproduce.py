@@ -126,12 +126,27 @@ def test_basin_gap_study_judges_by_the_truly_higher_peak(tmp_path, tiny):
 
 
 def test_reproduce_all_writes_every_page_with_its_command(tmp_path):
-    reproduce_all(out=tmp_path, iterations=1, seeds=1, workers=1)
-    index = (tmp_path / "README.md").read_text()
-    for page in ("table3/table3.md", "figure1/figure1.md", "basin_gap/basin_gap.md"):
-        assert f"]({page})" in index and (tmp_path / page).exists()
+    out = tmp_path / "results"
+    results = reproduce_all(out=out, iterations=1, seeds=1, workers=1)
+    index = (out / "README.md").read_text()
+    for page in ("table3/table3.md", "figure1/figure1.md", "basin_gap/basin_gap.md",
+                 "variants/variants.md"):
+        assert f"]({page})" in index and (out / page).exists()
     assert "marl-tr reproduce table3 --iterations 1 --seeds 1 --n 3,5,7,9" in index
-    assert (tmp_path / "figure1" / "figure1.png").exists()
+    assert (out / "figure1" / "figure1.png").exists()
+    # the results page, next to the directory, written from the runs
+    page = (tmp_path / "results.md").read_text()
+    assert f"marl-tr reproduce all --iterations 1 --batch-size 30 --seeds 1 --out {out}" in page
+    for title in ("## Table 3", "## What does not reproduce, and the mechanism",
+                  "## Variants and baselines (n = 3)", "## Figure 1 (2 agents)",
+                  "## Basin gap"):
+        assert title in page
+    assert "![Figure 1](results/figure1/figure1.png)" in page
+    hatrpo = [x for x in results["table3"].rows if x["preset"] == "hatrpo"]
+    for line in hatrpo:  # the numbers on the page are those of the runs
+        assert f"n = {line['n']}: {line['distance_mean']:.3f} vs" in page
+    # a one-iteration run is nowhere near the paper: the page must not claim it reproduces
+    assert "Table 3's row **does not reproduce**" in page
 
 
 @pytest.mark.parametrize("key", sorted(TABLE3, key=str), ids=str)
