@@ -4,7 +4,9 @@ For each preset and n it times runs of ``--iterations`` iterations from the pape
 (collect, advantages, radii, sequential agent updates, critic: the cost per iteration depends
 on where the policies are, so whole runs from the start are timed, as a Table 3 cell runs
 them) and, side by side, a bare rollout of the same batch (the collector alone), and prints
-both and their ratio. CPU time, best of ``--repeats`` identical runs (same seed).
+both and their ratio. CPU time, best of ``--repeats`` identical runs (same seed). With
+``--replicas R`` every run steps R seeds together and the figures are per seed (the run's time
+divided by R), as the experiment commands run them.
 
     python benchmarks/iteration_speed.py
     python benchmarks/iteration_speed.py --presets hatrpo --agents 3 --iterations 300
@@ -39,9 +41,10 @@ def best_block_ms(run_once, iterations: int, repeats: int) -> float:
     return 1e3 * best
 
 
-def measure(preset: str, n_agents: int, iterations: int, repeats: int):
-    """(ms per iteration, ms per bare rollout) for one preset and team size."""
-    config = marl_tr.TrainConfig(preset=preset, env_kwargs={"n": n_agents}, batch_size=30)
+def measure(preset: str, n_agents: int, iterations: int, repeats: int, replicas: int = 1):
+    """(ms per iteration, ms per bare rollout), per seed, for one preset and team size."""
+    config = marl_tr.TrainConfig(preset=preset, env_kwargs={"n": n_agents}, batch_size=30,
+                                 replicas=replicas)
     best_run = float("inf")
     for _ in range(repeats):
         loop = SequentialTrustRegion(build_parts(config))
@@ -52,7 +55,7 @@ def measure(preset: str, n_agents: int, iterations: int, repeats: int):
         rollout_ms = best_block_ms(lambda run=loop: run.collector.collect(run.policies),
                                    iterations, 1)
         loop.env.close()
-    return 1e3 * best_run, rollout_ms
+    return 1e3 * best_run / replicas, rollout_ms / replicas
 
 
 def main() -> None:
@@ -61,16 +64,21 @@ def main() -> None:
     parser.add_argument("--agents", nargs="+", type=int, default=[3, 5, 7, 9])
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="seeds stepped together; figures per seed")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, batch 30; CPU time, "
-          f"best of {args.repeats} runs of {args.iterations} iterations from the paper's start")
+          f"best of {args.repeats} runs of {args.iterations} iterations from the paper's start"
+          + (f"; {args.replicas} replicas per run, figures per seed" if args.replicas > 1
+             else ""))
     print(f"{'preset':<15}{'n':>3}{'ms/iter':>10}{'rollout ms':>12}{'ratio':>8}"
           f"{'ms/agent':>10}")
     table: dict[tuple[str, int], float] = {}
     for preset in args.presets:
         for n in args.agents:
-            iteration_ms, rollout_ms = measure(preset, n, args.iterations, args.repeats)
+            iteration_ms, rollout_ms = measure(preset, n, args.iterations, args.repeats,
+                                               args.replicas)
             table[preset, n] = iteration_ms
             print(f"{preset:<15}{n:>3}{iteration_ms:>10.3f}{rollout_ms:>12.3f}"
                   f"{iteration_ms / rollout_ms:>8.1f}{iteration_ms / n:>10.3f}", flush=True)
