@@ -235,10 +235,16 @@ def table3_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return lines
 
 
-def _overshoot_text(line: Mapping[str, Any]) -> str:
-    """The "ratio mean / max / >1" cell of a summary line."""
-    return (f"{fmt(line['overshoot_mean'], 2)} / {fmt(line['overshoot_max'], 2)} / "
-            f"{fmt(line['overshoot_fraction'], 2)}")
+def _outcome_cells(line: Mapping[str, Any]) -> list[str]:
+    """The cells "E[r]", "r(local) / r(far)", "left basin", "in bounds" and
+    "ratio mean / max / >1" of a summary line."""
+    return [
+        fmt_mean_sd(line["expected_reward_mean"], line["expected_reward_sd"], 4),
+        f"{fmt(line['peak_local'], 4)} / {fmt(line['peak_global'], 4)}",
+        fmt(line["left_basin_fraction"], 2), fmt(line["inside_bounds_fraction"], 2),
+        f"{fmt(line['overshoot_mean'], 2)} / {fmt(line['overshoot_max'], 2)} / "
+        f"{fmt(line['overshoot_fraction'], 2)}",
+    ]
 
 
 def _table3_markdown(lines: Sequence[Mapping[str, Any]]) -> str:
@@ -251,10 +257,7 @@ def _table3_markdown(lines: Sequence[Mapping[str, Any]]) -> str:
         fmt_mean_sd(line["distance_mean"], line["distance_sd"]),
         fmt(line["distance_median"], 3),
         fmt_vector(line["paper_final_actions"]), fmt_vector(line["final_actions_mean"]),
-        fmt_mean_sd(line["expected_reward_mean"], line["expected_reward_sd"], 4),
-        f"{fmt(line['peak_local'], 4)} / {fmt(line['peak_global'], 4)}",
-        fmt(line["left_basin_fraction"], 2), fmt(line["inside_bounds_fraction"], 2),
-        _overshoot_text(line),
+        *_outcome_cells(line),
         str(line["seeds"]),
     ] for line in lines]
     return markdown_table(headers, body)
@@ -366,10 +369,7 @@ def _variants_markdown(lines: Sequence[Mapping[str, Any]]) -> str:
         fmt_mean_sd(line["distance_mean"], line["distance_sd"]),
         fmt(line["distance_median"], 3),
         fmt_vector(line["final_actions_mean"]),
-        fmt_mean_sd(line["expected_reward_mean"], line["expected_reward_sd"], 4),
-        f"{fmt(line['peak_local'], 4)} / {fmt(line['peak_global'], 4)}",
-        fmt(line["left_basin_fraction"], 2), fmt(line["inside_bounds_fraction"], 2),
-        _overshoot_text(line),
+        *_outcome_cells(line),
         fmt(1e3 * line["wall_time_mean"] / line["iterations"], 3),
         str(line["seeds"]),
     ] for line in lines]
