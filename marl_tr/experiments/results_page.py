@@ -228,6 +228,10 @@ def results_page(
     page_dir = page.parent
     first = table3.rows[0]
     seeds = first["seeds"]
+    sweeps = [r.sweep for r in (table3, basin_gap, variants) if r is not None]
+    cells = sum(len(s.cells) for s in sweeps)
+    ran = sum(len(s.ran) for s in sweeps)
+    loop_seconds = sum(row["wall_time"] for s in sweeps for row in s.rows)
     parts: list[str] = [
         "# Results: reproducing *When Distance Matters* (W-MATRPO + CAATR)",
         "",
@@ -240,8 +244,10 @@ def results_page(
         "```",
         "",
         f"({provenance()}; {first['iterations']} iterations x batch {first['batch_size']}, "
-        f"{seeds} seeds per setting; wall time {fmt(wall_time / 60, 3)} min on "
-        f"{workers or 'all'} worker(s), seeds batched as replicas.)",
+        f"{seeds} seeds per setting; {cells} runs of the sweeps, whose training loops took "
+        f"{fmt(loop_seconds / 60, 3)} CPU-minutes in all (seeds batched as replicas); this "
+        f"invocation ran {ran} of them and resumed the rest from the results files, in "
+        f"{fmt(wall_time / 60, 3)} min on {workers or 'all'} worker(s).)",
         "",
         "## Table 3",
         "",
