@@ -110,7 +110,11 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str
 
 
 def provenance() -> str:
-    """``marl_tr <version>, commit <sha>[+dirty], <UTC date>`` (commit when in a git tree)."""
+    """``marl_tr <version>, commit <sha>[+dirty], <UTC date>`` (commit when in a git tree).
+
+    ``+dirty``: the library's source (``marl_tr``, ``marl_tr_envs``, ``pyproject.toml``)
+    differs from the commit; generated pages and results being rewritten do not count.
+    """
     import marl_tr
 
     text = f"marl_tr {marl_tr.__version__}"
@@ -118,7 +122,8 @@ def provenance() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
                              capture_output=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "marl_tr", "marl_tr_envs", "pyproject.toml"],
                                cwd=root, text=True, capture_output=True, timeout=10).stdout
         text += f", commit {sha}{'+dirty' if dirty.strip() else ''}"
     except (OSError, subprocess.SubprocessError):
