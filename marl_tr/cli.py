@@ -156,22 +156,24 @@ def _train(args: argparse.Namespace) -> int:
 
 def _print_summary(result: Any) -> None:
     config = result.config
-    print(f"preset {config.preset}: divergence {config.divergence}, radius {config.radius}, "
-          f"solver {config.solver}")
-    print(f"{len(result.metrics)} iterations in {result.wall_time:.2f} s "
-          f"({1e3 * result.wall_time / max(1, len(result.metrics)):.3f} ms/iteration)")
-    try:
-        means = result.final_means()
-        stds = result.final_stds()
-        print("final means:", " ".join(f"{m:.3f}" for m in means.ravel()))
-        print("final stds: ", " ".join(f"{s:.4f}" for s in stds.ravel()))
-    except ValueError:
-        pass
+    print(f"preset {config.preset or '(none: library defaults)'}: divergence "
+          f"{config.divergence}, radius {config.radius}, solver {config.solver}")
+    iterations = max(1, config.iterations)
+    together = f" x {config.replicas} replicas stepped together" if config.replicas > 1 else ""
+    print(f"{config.iterations} iterations{together} in {result.wall_time:.2f} s "
+          f"({1e3 * result.wall_time / iterations:.3f} ms/iteration)")
     game = result.game
     if game is not None and hasattr(game, "peak_rewards"):
-        with contextlib.suppress(ValueError):
-            print(f"expected reward {result.expected_reward():.4f}; peaks "
-                  f"{game.peak_rewards()} (higher: {game.higher_peak()})")
+        peaks = ", ".join(f"{k} {v:.4f}" for k, v in game.peak_rewards().items())
+        print(f"peak rewards: {peaks} (higher: {game.higher_peak()})")
+    for single in result.split():
+        with contextlib.suppress(ValueError):  # not state-independent Gaussian policies
+            means = " ".join(f"{m:.3f}" for m in single.final_means().ravel())
+            stds = " ".join(f"{s:.4f}" for s in single.final_stds().ravel())
+            line = f"seed {single.config.seed}: final means {means}; stds {stds}"
+            with contextlib.suppress(ValueError):  # no analytic expected reward
+                line += f"; expected reward {single.expected_reward():.4f}"
+            print(line)
     if result.run_dir is not None:
         print(f"run directory: {result.run_dir}")
 

@@ -34,7 +34,7 @@ def test_train_writes_config_metrics_and_checkpoint(tmp_path, capsys):
     assert status == 0
     out = capsys.readouterr().out
     assert "5 iterations in" in out and f"run directory: {run}" in out
-    assert "final means:" in out
+    assert "seed 1: final means " in out and "; expected reward " in out
 
     config = TrainConfig.from_yaml(run / "config.yaml")
     assert (config.iterations, config.seed, config.env_kwargs) == (5, 1, {"n": 2})
