@@ -47,7 +47,12 @@ __all__ = [
 
 
 def per_state_rows(values: Tensor, batch: int) -> Tensor:
-    """Repeat each replica's row ``batch`` times: ``[R, ...] -> [R*batch, ...]`` (a copy)."""
+    """Repeat each replica's row ``batch`` times: ``[R, ...] -> [R*batch, ...]``.
+
+    One replica: a broadcast view of ``values`` (no copy; callers pass tensors they own).
+    """
+    if values.shape[0] == 1:
+        return values.expand(batch, *values.shape[1:])
     return values.repeat_interleave(batch, dim=0)
 
 
@@ -149,6 +154,10 @@ class StdParameterisation(Plugin, ABC):
     def inverse(self, std: float) -> float:
         """``rho`` such that ``std(rho) == std``."""
 
+    def std_and_derivative(self, rho: Tensor) -> tuple[Tensor, Tensor]:
+        """``(std(rho), d std / d rho)`` (override to share work between the two)."""
+        return self.std(rho), self.derivative(rho)
+
 
 STD_PARAMETERISATIONS: Registry[StdParameterisation] = Registry(
     "std parameterisation", StdParameterisation
@@ -174,6 +183,10 @@ class LogStd(StdParameterisation):
 
     def derivative(self, rho: Tensor) -> Tensor:
         return torch.exp(rho)
+
+    def std_and_derivative(self, rho: Tensor) -> tuple[Tensor, Tensor]:
+        scale = torch.exp(rho)
+        return self.min_std + scale, scale
 
     def inverse(self, std: float) -> float:
         if std <= self.min_std:
@@ -491,9 +504,8 @@ class _StateIndependentGaussianLinearization(Linearization):
 
     def __init__(self, policy: GaussianPolicy, mean: Tensor, rho: Tensor, batch: int) -> None:
         with torch.no_grad():
-            self._dstd = policy.std_parameterisation.derivative(rho)
-            std = per_state_rows(policy.std_parameterisation.std(rho), batch)
-            self.dist = DiagGaussian(per_state_rows(mean, batch), std)
+            std, self._dstd = policy.std_parameterisation.std_and_derivative(rho)
+            self.dist = DiagGaussian(per_state_rows(mean, batch), per_state_rows(std, batch))
         self._batch = batch
         self._dim = policy.act_dim
 

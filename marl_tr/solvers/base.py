@@ -134,9 +134,9 @@ class AgentProblem:
         self.divergence = divergence
         self.replicas = policy.replicas
         self.batch_size = int(obs.shape[0]) // self.replicas
-        self.radius = (np.full(self.replicas, float(radius)) if np.isscalar(radius)
-                       else np.broadcast_to(np.asarray(radius, dtype=np.float64),
-                                            (self.replicas,)))
+        radius = np.asarray(radius, dtype=np.float64)
+        self.radius = (radius if radius.shape == (self.replicas,)
+                       else np.full(self.replicas, float(radius)))
         self.old_params = policy.flat_parameters()
         self.old_linearization = policy.linearize(obs)
         self.old_dist = self.old_linearization.dist

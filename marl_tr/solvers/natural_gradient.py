@@ -204,9 +204,9 @@ class NaturalGradient(Solver):
         first = accept.argmax(1)
         moved = accept.any(1)
         rows = np.arange(problem.replicas)
-        index = torch.from_numpy(first)
-        params = candidates[torch.arange(problem.replicas), index]
-        log_prob = log_probs[torch.arange(problem.replicas), index].reshape(-1)
+        index = (torch.from_numpy(rows), torch.from_numpy(first))
+        params = candidates[index]
+        log_prob = log_probs[index].reshape(-1)
         return self._searched(problem, moved, params, divergences[rows, first],
                               gains[rows, first], log_prob, reasons, expected, first, active)
 

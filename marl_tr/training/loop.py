@@ -165,10 +165,10 @@ class SequentialTrustRegion:
         the stack (the caller writes the stack into the policies at the end); otherwise every
         replica updates the same agent, in place.
         """
-        index = (torch.from_numpy(agents), torch.arange(self.replicas))
         if team_params is None:
             policy = self.policies[int(agents[0])]
         else:
+            index = (torch.from_numpy(agents), torch.from_numpy(self._rows))
             if self._slot is None:
                 self._slot = copy.deepcopy(self.policies[0])
             policy = self._slot
