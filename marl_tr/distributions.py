@@ -69,6 +69,22 @@ class ActionDistribution(ABC):
     def log_prob(self, actions: Tensor) -> Tensor:
         """``log p(a)`` per state, ``[B]`` (summed over action dimensions)."""
 
+    def grouped_log_prob(self, actions: Tensor, groups: int) -> Tensor:
+        """Every distribution of a group at every action of that group.
+
+        Rows (``G*K`` distributions, ``G*B`` actions) are group-major: group ``g`` owns
+        distributions ``g*K .. g*K+K-1`` and actions ``g*B .. g*B+B-1``.
+
+        Returns:
+            ``[G, K, B]``: ``log p_{g,k}(a_{g,b})``.
+        """
+        k = self.batch_size // groups
+        b = actions.shape[0] // groups
+        rows = self.from_params(tuple(p.repeat_interleave(b, dim=0) for p in self.params()))
+        tiled = actions.view(groups, 1, b, *actions.shape[1:]).expand(
+            groups, k, b, *actions.shape[1:])
+        return rows.log_prob(tiled.reshape(-1, *actions.shape[1:])).view(groups, k, b)
+
     @abstractmethod
     def log_prob_grad(self, actions: Tensor) -> Params:
         """``d log p(a) / d params`` per state, shaped like ``params()`` (analytic)."""
@@ -102,6 +118,12 @@ class ActionDistribution(ABC):
 
     def detach(self) -> ActionDistribution:
         return self.from_params(tuple(p.detach() for p in self.params()))
+
+    def repeat_rows(self, times: int) -> ActionDistribution:
+        """Each row repeated ``times`` times in place (batch ``B * times``, row-major)."""
+        if self.batch_size == 1:
+            return self.from_params(tuple(p.expand(times, *p.shape[1:]) for p in self.params()))
+        return self.from_params(tuple(p.repeat_interleave(times, dim=0) for p in self.params()))
 
     def expand_to(self, batch_size: int) -> ActionDistribution:
         """Broadcast a batch-1 distribution to ``batch_size`` rows (no copy)."""
@@ -157,6 +179,13 @@ class DiagGaussian(ActionDistribution):
     def log_prob(self, actions: Tensor) -> Tensor:
         z = (actions - self.mean) / self.std
         return (-0.5 * z * z - torch.log(self.std) - _HALF_LOG_2PI).sum(-1)
+
+    def grouped_log_prob(self, actions: Tensor, groups: int) -> Tensor:
+        d = self.mean.shape[1]
+        mean = self.mean.view(groups, -1, 1, d)
+        std = self.std.view(groups, -1, 1, d)
+        z = (actions.view(groups, 1, -1, d) - mean) / std
+        return (-0.5 * z * z - torch.log(std) - _HALF_LOG_2PI).sum(-1)
 
     def log_prob_grad(self, actions: Tensor) -> Params:
         z = (actions - self.mean) / self.std
@@ -215,6 +244,12 @@ class Categorical(ActionDistribution):
 
     def log_prob(self, actions: Tensor) -> Tensor:
         return self.log_probs.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
+
+    def grouped_log_prob(self, actions: Tensor, groups: int) -> Tensor:
+        log_probs = self.log_probs.view(groups, -1, 1, self.num_actions)
+        index = actions.long().view(groups, 1, -1, 1)
+        shape = (groups, log_probs.shape[1], index.shape[2], 1)
+        return log_probs.expand(*shape[:3], -1).gather(-1, index.expand(shape)).squeeze(-1)
 
     def log_prob_grad(self, actions: Tensor) -> Params:
         onehot = torch.nn.functional.one_hot(actions.long().reshape(-1), self.num_actions)

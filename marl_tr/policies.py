@@ -51,6 +51,8 @@ def per_state_rows(values: Tensor, batch: int) -> Tensor:
 
     One replica: a broadcast view of ``values`` (no copy; callers pass tensors they own).
     """
+    if batch == 1:
+        return values
     if values.shape[0] == 1:
         return values.expand(batch, *values.shape[1:])
     return values.repeat_interleave(batch, dim=0)
@@ -311,14 +313,18 @@ class Policy(nn.Module, ABC):
 
     def flat_parameters(self) -> Tensor:
         """A detached copy of all trainable parameters, ``[R, P]``."""
-        params = [p.detach() for p in self.trainable_parameters()]
+        params = self.trainable_parameters()
         if len(params) == 1:
-            return params[0].reshape(self.replicas, -1).clone()
-        return _flatten_per_replica(params)
+            return params[0].detach().reshape(self.replicas, -1).clone()
+        return _flatten_per_replica([p.detach() for p in params])
 
     def set_flat_parameters(self, flat: Tensor) -> None:
         """Write ``[R, P]`` back into the parameters."""
         params = self.trainable_parameters()
+        if len(params) == 1:
+            with torch.no_grad():
+                params[0].copy_(flat.view(params[0].shape))
+            return
         sizes = self.__dict__.get("_flat_sizes")
         if sizes is None:
             sizes = self.__dict__["_flat_sizes"] = [p[0].numel() for p in params]
@@ -422,17 +428,29 @@ class GaussianPolicy(Policy):
         mean0 = torch.as_tensor(init_mean, dtype=torch.get_default_dtype()).expand(act_dim)
         for value in mean0.tolist():
             check_finite("init_mean", value)
-        rho0 = self.std_parameterisation.inverse(init_std)
+        rho0 = torch.full((act_dim,), self.std_parameterisation.inverse(init_std))
         if self.hidden:
             self.mean_net: nn.Module | None = replicated_mlp(
                 replicas, (obs_dim, *self.hidden, act_dim), activation, generators
             )
             _output_layer_init(self.mean_net, mean0)
-            self.mean = None
+            head = rho0
         else:
             self.mean_net = None
-            self.mean = nn.Parameter(mean0.expand(replicas, act_dim).clone())
-        self.rho = nn.Parameter(torch.full((replicas, act_dim), rho0))
+            head = torch.cat((mean0, rho0))
+        # one tensor for the free parameters: (mean, rho) or rho; ``mean`` and ``rho`` are
+        # views of it, and the flat parameters of the paper's policy are this tensor itself
+        self.theta = nn.Parameter(head.expand(replicas, -1).clone())
+
+    @property
+    def mean(self) -> Tensor | None:
+        """The free mean ``[R, d]`` (a view of ``theta``), or ``None`` with an MLP mean."""
+        return self.theta[:, :self.act_dim] if self.mean_net is None else None
+
+    @property
+    def rho(self) -> Tensor:
+        """The std's free parameter ``[R, d]`` (a view of ``theta``)."""
+        return self.theta[:, -self.act_dim:]
 
     @property
     def state_independent(self) -> bool:
@@ -458,10 +476,8 @@ class GaussianPolicy(Policy):
 
     def linearize(self, obs: Tensor) -> Linearization:
         if self.mean_net is None:
-            with torch.no_grad():  # clone: a snapshot, not a view of parameters that move
-                return _StateIndependentGaussianLinearization(
-                    self, self.mean.detach().clone(), self.rho.detach().clone(), self._batch(obs)
-                )
+            # a snapshot (a copy), not a view of the parameters that move
+            return self.linearize_at(self.flat_parameters(), obs)
         return AutogradLinearization(self, obs)
 
     def linearize_at(self, params: Tensor, obs: Tensor) -> Linearization:
@@ -503,9 +519,8 @@ class _StateIndependentGaussianLinearization(Linearization):
     separable = True
 
     def __init__(self, policy: GaussianPolicy, mean: Tensor, rho: Tensor, batch: int) -> None:
-        with torch.no_grad():
-            std, self._dstd = policy.std_parameterisation.std_and_derivative(rho)
-            self.dist = DiagGaussian(per_state_rows(mean, batch), per_state_rows(std, batch))
+        std, self._dstd = policy.std_parameterisation.std_and_derivative(rho)
+        self.dist = DiagGaussian(per_state_rows(mean, batch), per_state_rows(std, batch))
         self._batch = batch
         self._dim = policy.act_dim
 

@@ -277,12 +277,13 @@ def hand_gaussian(policy: GaussianPolicy, flat: torch.Tensor, obs: torch.Tensor)
         count = p[0].numel()
         parts[name] = flat[offset:offset + count].view(shape)
         offset += count
-    if "mean" in parts:
-        mean = parts["mean"].expand(obs.shape[0], -1)
+    d = policy.act_dim
+    if policy.mean_net is None:  # theta = (mean, rho)
+        mean = parts["theta"][:d].expand(obs.shape[0], -1)
     else:
         hidden = torch.tanh(obs @ parts["mean_net.0.weight"] + parts["mean_net.0.bias"])
         mean = hidden @ parts["mean_net.2.weight"] + parts["mean_net.2.bias"]
-    std = (MIN_STD + torch.exp(parts["rho"])).expand_as(mean)
+    std = (MIN_STD + torch.exp(parts["theta"][-d:])).expand_as(mean)
     return mean, std
 
 

@@ -16,7 +16,6 @@ step and ``finish`` writes the outcome.
 
 from __future__ import annotations
 
-import math
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ __all__ = [
     "Point",
     "Solver",
     "StepResult",
-    "usable_gradients",
+    "gradient_status",
 ]
 
 
@@ -138,10 +137,17 @@ class AgentProblem:
         self.radius = (radius if radius.shape == (self.replicas,)
                        else np.full(self.replicas, float(radius)))
         self.old_params = policy.flat_parameters()
-        self.old_linearization = policy.linearize(obs)
+        self.old_linearization = policy.linearize_at(self.old_params, obs)
         self.old_dist = self.old_linearization.dist
         # M_i / B as a column: the per-sample factor of every surrogate gradient
         self._weight_column = (weights / self.batch_size).unsqueeze(1)
+        # a state-independent policy is the same in every state: one state per replica
+        # stands for all of them wherever only the distribution matters
+        self.state_independent = policy.state_independent
+        if self.state_independent:
+            self.state_obs = obs[::self.batch_size]
+            self.old_state_dist = type(self.old_dist).from_params(
+                tuple(p[::self.batch_size] for p in self.old_dist.params()))
 
     def per_replica_mean(self, values: Tensor) -> Tensor:
         """``[R*B] -> [R]``."""
@@ -219,18 +225,28 @@ class AgentProblem:
         replicas, k = candidates.shape[:2]
         b = self.batch_size
         with torch.no_grad():
-            dist = self.policy.candidate_distributions(candidates, self.obs)
-            rest = self.actions.shape[1:]
-            actions = self.actions.view(replicas, 1, b, *rest).expand(replicas, k, b, *rest)
-            log_prob = dist.log_prob(actions.reshape(-1, *rest)).view(replicas, k, b)
-            ratio = torch.exp(log_prob - self.old_log_prob.view(replicas, 1, b))
-            improvements = (self.weights.view(replicas, 1, b) * (ratio - 1.0)).mean(2)
-            old = type(self.old_dist).from_params(tuple(
-                p.view(replicas, 1, b, *p.shape[1:]).expand(replicas, k, b, *p.shape[1:])
-                .reshape(-1, *p.shape[1:]) for p in self.old_dist.params()
-            ))
-            divergences = self.divergence.compute(old, dist).view(replicas, k, b).mean(2)
-        return improvements.double().numpy(), divergences.double().numpy(), log_prob
+            if self.state_independent:  # K distributions per replica, each at its B actions
+                dist = self.policy.candidate_distributions(candidates, self.state_obs)
+                log_prob = dist.grouped_log_prob(self.actions, replicas)
+                old = self.old_state_dist.repeat_rows(k)
+                divergences = self.divergence.compute(old, dist).view(replicas, k)
+            else:  # K * B distributions per replica
+                dist = self.policy.candidate_distributions(candidates, self.obs)
+                rest = self.actions.shape[1:]
+                actions = self.actions.view(replicas, 1, b, *rest).expand(replicas, k, b, *rest)
+                log_prob = dist.log_prob(actions.reshape(-1, *rest)).view(replicas, k, b)
+                old = type(self.old_dist).from_params(tuple(
+                    p.view(replicas, 1, b, *p.shape[1:]).expand(replicas, k, b, *p.shape[1:])
+                    .reshape(-1, *p.shape[1:]) for p in self.old_dist.params()
+                ))
+                divergences = self.divergence.compute(old, dist).view(replicas, k, b).mean(2)
+            # E[M (ratio - 1)] as a batched product with M / B, ratio - 1 = expm1(log-ratio)
+            improvements = torch.bmm(
+                torch.expm1(log_prob - self.old_log_prob.view(replicas, 1, b)),
+                self._weight_column.view(replicas, b, 1),
+            ).view(replicas, k)
+            both = torch.stack((improvements, divergences)).double().numpy()
+        return both[0], both[1], log_prob
 
     def at(self, params: Tensor) -> Point:
         """Linearisation, log-probabilities and divergence at ``params`` ``[R, P]`` (the policy
@@ -270,10 +286,15 @@ class AgentProblem:
             reasons: ``[R]`` why each replica did not move.
         """
         moved = np.asarray(moved, dtype=bool)
-        if moved.all():
+        expected = (np.full(self.replicas, np.nan) if expected is None
+                    else np.asarray(expected, dtype=np.float64))
+        info = {} if info is None else info
+        if moved.all():  # the usual case
             self.set_params(params)
-            new_log_prob = log_prob
-        elif not moved.any():
+            return StepResult(moved, np.asarray(divergence, dtype=np.float64),
+                              np.asarray(improvement, dtype=np.float64), log_prob, expected,
+                              [""] * self.replicas, info)
+        if not moved.any():
             self.restore()
             new_log_prob = self.old_log_prob
         else:
@@ -281,16 +302,14 @@ class AgentProblem:
             self.set_params(torch.where(mask.unsqueeze(1), params, self.old_params))
             rows = mask.repeat_interleave(self.batch_size)
             new_log_prob = torch.where(rows, log_prob, self.old_log_prob)
-        zero = np.zeros(self.replicas)
         return StepResult(
             moved=moved,
-            divergence=np.where(moved, divergence, zero),
-            improvement=np.where(moved, improvement, zero),
+            divergence=np.where(moved, divergence, 0.0),
+            improvement=np.where(moved, improvement, 0.0),
             new_log_prob=new_log_prob,
-            expected_improvement=(np.full(self.replicas, np.nan) if expected is None
-                                  else np.asarray(expected, dtype=np.float64)),
+            expected_improvement=expected,
             reasons=["" if m else (r or "no step") for m, r in zip(moved, reasons)],
-            info=dict(info or {}),
+            info=dict(info),
         )
 
     def no_step(self, reasons: Sequence[str] | str,
@@ -303,20 +322,23 @@ class AgentProblem:
                            self.old_log_prob, reasons, info=info)
 
 
-def usable_gradients(gradient: Tensor) -> list[str]:
-    """Per replica ``""`` if its gradient ``[R, P]`` can drive a step, else why not (zero or
-    non-finite). Warns once if any replica's gradient is non-finite."""
-    largest = gradient.abs().amax(1).tolist()  # NaN and inf propagate through max
-    reasons = [
-        "non-finite gradient" if not math.isfinite(v) else ("zero gradient" if v == 0.0 else "")
-        for v in largest
-    ]
-    if "non-finite gradient" in reasons:
+def gradient_status(gradient: Tensor) -> tuple[np.ndarray, list[str]]:
+    """Per replica, whether its gradient ``[R, P]`` can drive a step (``[R]`` bool) and, where
+    not, why (zero or non-finite; ``""`` where it can). Warns if any replica's gradient is
+    non-finite."""
+    largest = gradient.abs().amax(1).double().numpy()  # NaN and inf propagate through max
+    usable = (largest > 0.0) & np.isfinite(largest)
+    if usable.all():
+        return usable, [""] * len(usable)
+    finite = np.isfinite(largest)
+    if not finite.all():
         warnings.warn(
             "non-finite surrogate gradient: no step taken for the replicas concerned",
             RuntimeWarning, stacklevel=3,
         )
-    return reasons
+    reasons = ["" if ok else "zero gradient" if fin else "non-finite gradient"
+               for ok, fin in zip(usable, finite)]
+    return usable, reasons
 
 
 class Solver(Plugin, ABC):

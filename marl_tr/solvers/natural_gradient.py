@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from marl_tr.divergences.base import Divergence
-from marl_tr.solvers.base import SOLVERS, AgentProblem, Solver, StepResult, usable_gradients
+from marl_tr.solvers.base import SOLVERS, AgentProblem, Solver, StepResult, gradient_status
 from marl_tr.validation import check_in_range, check_int, check_non_negative, check_positive
 
 __all__ = ["NaturalGradient", "conjugate_gradient"]
@@ -105,6 +105,7 @@ class NaturalGradient(Solver):
             "backtrack_coef", backtrack_coef, 0.0, 1.0, low_open=True, high_open=True
         )
         self.accept_ratio = check_in_range("accept_ratio", accept_ratio, 0.0, 1.0)
+        self._fractions = self.fractions()
 
     def check_divergence(self, divergence: Divergence) -> None:
         if not divergence.smooth_at_identity:
@@ -114,17 +115,19 @@ class NaturalGradient(Solver):
                 f"{divergence.spec()!r} is not; use solver 'primal_dual' for it"
             )
 
-    def natural_direction(self, problem: AgentProblem, gradient: Tensor) -> tuple[Tensor, Tensor]:
-        """``x = (H + damping I)^-1 g`` and ``x^T (H + damping I) x`` per replica.
+    def natural_direction(self, problem: AgentProblem,
+                          gradient: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``x = (H + damping I)^-1 g``, ``x^T (H + damping I) x`` and ``g^T x`` per replica.
 
         By conjugate gradient; when ``H`` is diagonal (``AgentProblem.curvature_diagonal``)
-        by exact division, the solution CG converges to.
+        by exact division, the solution CG converges to (then the last two agree).
         """
         damping = self.cg_damping
         diagonal = problem.curvature_diagonal()
         if diagonal is not None:
             direction = gradient / (diagonal + damping)
-            return direction, (direction * gradient).sum(1)
+            alignment = (direction * gradient).sum(1)
+            return direction, alignment, alignment
 
         def matvec(v: Tensor) -> Tensor:
             return problem.fisher_product(v) + damping * v
@@ -132,7 +135,8 @@ class NaturalGradient(Solver):
         direction, residual = conjugate_gradient(
             matvec, gradient, self.cg_iterations, self.cg_tolerance
         )
-        return direction, (direction * (gradient - residual)).sum(1)
+        return (direction, (direction * (gradient - residual)).sum(1),
+                (direction * gradient).sum(1))
 
     def fractions(self) -> np.ndarray:
         """The line search's step fractions ``coef^0, coef^1, ...``."""
@@ -147,31 +151,30 @@ class NaturalGradient(Solver):
 
     def step(self, problem: AgentProblem, agents: np.ndarray) -> StepResult:
         gradient = problem.surrogate_gradient()
-        reasons = usable_gradients(gradient)
-        active = np.array([not r for r in reasons])
+        active, reasons = gradient_status(gradient)
         if not active.any():
             return problem.no_step(reasons)
         if not active.all():  # no step, and no NaN spreading, for the others
             gradient = torch.where(torch.from_numpy(active).unsqueeze(1), gradient,
                                    torch.zeros_like(gradient))
-        direction, curvature = self.natural_direction(problem, gradient)
-        curvature_np = curvature.double().numpy()
+        direction, curvature, alignment = self.natural_direction(problem, gradient)
+        # the quadratic model D ~ x^T H x / 2 reaches delta at sqrt(2 delta / x^T H x) x, where
+        # it expects the gain sqrt(2 delta / x^T H x) g^T x
+        curvature, alignment = torch.stack((curvature, alignment)).double().numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
-            scale = np.sqrt(2.0 * problem.radius / curvature_np)
-        good_curvature = np.isfinite(curvature_np) & (curvature_np > 0)
-        reasons = [r or ("" if ok else "non-positive curvature")
-                   for r, ok in zip(reasons, good_curvature)]
-        active &= good_curvature
-        scale = np.where(active, scale, 0.0)
+            scale = np.sqrt(2.0 * problem.radius / curvature)
+            expected = scale * alignment
+        usable = (curvature > 0) & np.isfinite(curvature) & (expected > 0) & np.isfinite(expected)
+        if not (active & usable).all():
+            reasons = [r or ("" if ok else "non-positive curvature" if not c > 0 or
+                             not np.isfinite(c) else "no expected improvement")
+                       for r, ok, c in zip(reasons, usable, curvature)]
+            active = active & usable
+            if not active.any():
+                return problem.no_step(reasons)
+            scale = np.where(active, scale, 0.0)
+            expected = np.where(active, expected, np.nan)  # no model where no step is tried
         full_step = torch.from_numpy(scale).to(gradient.dtype).unsqueeze(1) * direction
-        expected = (gradient * full_step).sum(1).double().numpy()
-        has_gain = np.isfinite(expected) & (expected > 0)
-        reasons = [r or ("" if ok else "no expected improvement")
-                   for r, ok in zip(reasons, has_gain)]
-        active &= has_gain
-        if not active.any():
-            return problem.no_step(reasons)
-        expected = np.where(active, expected, np.nan)  # no model where no step is tried
         if not self.line_search:
             return self._full_step(problem, full_step, active, reasons, expected)
         if problem.policy.batched_candidates:
@@ -195,20 +198,36 @@ class NaturalGradient(Solver):
                         reasons: list[str], expected: np.ndarray) -> StepResult:
         """Every backtracking candidate in one batched pass; per replica the first accepted
         one wins, exactly as in the sequential search."""
-        fractions = self.fractions()
-        column = torch.from_numpy(fractions).to(full_step.dtype).view(1, -1, 1)
+        fractions = self._fractions
+        column = self._fraction_column(full_step.dtype)
         candidates = problem.old_params.unsqueeze(1) + column * full_step.unsqueeze(1)
         gains, divergences, log_probs = problem.evaluate_candidates(candidates)
         accept = self.acceptable(gains, divergences, expected[:, None] * fractions,
-                                 problem.radius[:, None]) & active[:, None]
+                                 problem.radius[:, None])
+        if not active.all():
+            accept &= active[:, None]
         first = accept.argmax(1)
-        moved = accept.any(1)
-        rows = np.arange(problem.replicas)
-        index = (torch.from_numpy(rows), torch.from_numpy(first))
-        params = candidates[index]
-        log_prob = log_probs[index].reshape(-1)
-        return self._searched(problem, moved, params, divergences[rows, first],
-                              gains[rows, first], log_prob, reasons, expected, first, active)
+        moved = accept[self._rows(problem.replicas), first]
+        # the chosen candidate of replica r is row r * K + first[r] of the flattened tensors
+        flat = torch.from_numpy(first + self._rows(problem.replicas) * len(fractions))
+        params = candidates.flatten(0, 1).index_select(0, flat)
+        log_prob = log_probs.flatten(0, 1).index_select(0, flat).view(-1)
+        pick = (self._rows(problem.replicas), first)
+        return self._searched(problem, moved, params, divergences[pick], gains[pick], log_prob,
+                              reasons, expected, first, active)
+
+    def _rows(self, replicas: int) -> np.ndarray:
+        rows = self.__dict__.get("_row_cache")
+        if rows is None or len(rows) != replicas:
+            rows = self.__dict__["_row_cache"] = np.arange(replicas)
+        return rows
+
+    def _fraction_column(self, dtype: torch.dtype) -> Tensor:
+        """The fractions as a ``[1, K, 1]`` tensor (cached per dtype)."""
+        cache = self.__dict__.setdefault("_column_cache", {})
+        if dtype not in cache:
+            cache[dtype] = torch.from_numpy(self._fractions).to(dtype).view(1, -1, 1)
+        return cache[dtype]
 
     def _sequential_search(self, problem: AgentProblem, full_step: Tensor, active: np.ndarray,
                            reasons: list[str], expected: np.ndarray) -> StepResult:
@@ -222,7 +241,7 @@ class NaturalGradient(Solver):
         divergence, gain = np.zeros(replicas), np.zeros(replicas)
         log_prob = problem.old_log_prob.clone()
         rows_per_replica = problem.batch_size
-        for attempt, fraction in enumerate(self.fractions()):
+        for attempt, fraction in enumerate(self._fractions):
             candidate = problem.old_params + fraction * full_step
             problem.set_params(torch.where(torch.from_numpy(searching).unsqueeze(1),
                                            candidate, chosen))
@@ -248,10 +267,16 @@ class NaturalGradient(Solver):
                   divergence: np.ndarray, gain: np.ndarray, log_prob: Tensor,
                   reasons: list[str], expected: np.ndarray, first: np.ndarray,
                   searched: np.ndarray) -> StepResult:
+        fraction = self._fractions[first]
+        if moved.all():  # the usual case: every replica accepted a candidate
+            return problem.finish(moved, params, divergence, gain, log_prob, reasons,
+                                  expected * fraction,
+                                  {"backtracks": first.astype(np.float64),
+                                   "step_fraction": fraction})
         reasons = [r or ("" if ok else "line search failed") for r, ok in zip(reasons, moved)]
         tries = np.where(searched, float(self.max_backtracks), np.nan)  # NaN: no search ran
         backtracks = np.where(moved, first, tries).astype(np.float64)
-        fraction = np.where(moved, self.backtrack_coef ** first, np.where(searched, 0.0, np.nan))
+        fraction = np.where(moved, fraction, np.where(searched, 0.0, np.nan))
         return problem.finish(moved, params, divergence, gain, log_prob, reasons,
                               expected * fraction,
                               {"backtracks": backtracks, "step_fraction": fraction})

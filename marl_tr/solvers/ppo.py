@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_tr.solvers.base import SOLVERS, AgentProblem, Solver, StepResult, usable_gradients
+from marl_tr.solvers.base import SOLVERS, AgentProblem, Solver, StepResult, gradient_status
 from marl_tr.solvers.optim import FlatOptimizer
 from marl_tr.validation import check_in_range, check_int, check_positive
 
@@ -85,8 +85,7 @@ class PPOClip(Solver):
 
     def step(self, problem: AgentProblem, agents: np.ndarray) -> StepResult:
         first_gradient = problem.surrogate_gradient()  # r = 1: nothing is clipped yet
-        reasons = usable_gradients(first_gradient)
-        active = np.array([not r for r in reasons])
+        active, reasons = gradient_status(first_gradient)
         if not active.any():
             return problem.no_step(reasons)
         started = active.copy()

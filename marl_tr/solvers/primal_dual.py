@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from marl_tr.solvers.base import SOLVERS, AgentProblem, Solver, StepResult, usable_gradients
+from marl_tr.solvers.base import SOLVERS, AgentProblem, Solver, StepResult, gradient_status
 from marl_tr.solvers.optim import FlatOptimizer
 from marl_tr.validation import (
     check_choice,
@@ -125,8 +125,7 @@ class PrimalDual(Solver):
         lam = (self.dual_variables(agents) if self.persist_lambda
                else np.full(problem.replicas, self.lambda_init))
         first_gradient = problem.surrogate_gradient()  # at the old parameters
-        reasons = usable_gradients(first_gradient)
-        active = np.array([not r for r in reasons])
+        active, reasons = gradient_status(first_gradient)
         if not active.any():
             return problem.no_step(reasons, {"lambda": lam})
         started = active.copy()  # replicas with a usable gradient (the others report NaN)

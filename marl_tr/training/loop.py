@@ -188,6 +188,8 @@ class SequentialTrustRegion:
                           agents: np.ndarray) -> StepResult:
         """Undo, per replica, a step that left non-finite parameters (warning, no NaN)."""
         params = problem.policy.flat_parameters()
+        if bool(torch.isfinite(params).all()):
+            return result
         broken = result.moved & ~torch.isfinite(params).all(1).numpy()
         if not broken.any():
             return result

@@ -160,7 +160,7 @@ class LoopRadiusContext:
             gradient = problem.surrogate_gradient()
             finite = torch.isfinite(gradient).all(1)
             gradient = torch.where(finite.unsqueeze(1), gradient, torch.zeros_like(gradient))
-            direction, _ = solver.natural_direction(problem, gradient)
+            direction = solver.natural_direction(problem, gradient)[0]
             q = (gradient * direction).sum(1).clamp_min(0.0).double().numpy()
             out[:, i] = np.where(finite.numpy(), q, np.nan)
         return out
