@@ -34,11 +34,21 @@ def draw_in_blocks(rows: int, generators: Generators, draw: Callable) -> Tensor:
     rows), concatenated."""
     if generators is None or isinstance(generators, torch.Generator):
         return draw(0, rows, generators)
+    if len(generators) == 1:
+        return draw(0, rows, generators[0])
     blocks = len(generators)
     if rows % blocks:
         raise ValueError(f"{rows} rows do not split into {blocks} generator blocks")
     size = rows // blocks
     return torch.cat([draw(r * size, size, g) for r, g in enumerate(generators)])
+
+
+def _gaussian_log_density(actions: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """``sum_k log N(a_k; m_k, s_k^2)`` over the last axis (shapes broadcast)."""
+    z = (actions - mean) / std
+    # -(log s + z^2 / 2) - log(2 pi) / 2 per dimension, in as few tensor operations as possible
+    per_dim = torch.addcmul(torch.log(std), z, z, value=0.5)
+    return per_dim.sum(-1).neg_().sub_(_HALF_LOG_2PI * mean.shape[-1])
 
 
 class ActionDistribution(ABC):
@@ -177,15 +187,13 @@ class DiagGaussian(ActionDistribution):
         return (self.mean, self.std)
 
     def log_prob(self, actions: Tensor) -> Tensor:
-        z = (actions - self.mean) / self.std
-        return (-0.5 * z * z - torch.log(self.std) - _HALF_LOG_2PI).sum(-1)
+        return _gaussian_log_density(actions, self.mean, self.std)
 
     def grouped_log_prob(self, actions: Tensor, groups: int) -> Tensor:
         d = self.mean.shape[1]
-        mean = self.mean.view(groups, -1, 1, d)
-        std = self.std.view(groups, -1, 1, d)
-        z = (actions.view(groups, 1, -1, d) - mean) / std
-        return (-0.5 * z * z - torch.log(std) - _HALF_LOG_2PI).sum(-1)
+        return _gaussian_log_density(actions.view(groups, 1, -1, d),
+                                     self.mean.view(groups, -1, 1, d),
+                                     self.std.view(groups, -1, 1, d))
 
     def log_prob_grad(self, actions: Tensor) -> Params:
         z = (actions - self.mean) / self.std
@@ -195,7 +203,7 @@ class DiagGaussian(ActionDistribution):
         mean = self.mean
         noise = draw_in_blocks(mean.shape[0], generator, lambda _, rows, g: torch.randn(
             (rows, *mean.shape[1:]), generator=g, dtype=mean.dtype, device=mean.device))
-        return mean + self.std * noise
+        return torch.addcmul(mean, self.std, noise)
 
     def entropy(self) -> Tensor:
         return (0.5 + _HALF_LOG_2PI + torch.log(self.std)).sum(-1)

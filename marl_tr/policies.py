@@ -445,12 +445,13 @@ class GaussianPolicy(Policy):
     @property
     def mean(self) -> Tensor | None:
         """The free mean ``[R, d]`` (a view of ``theta``), or ``None`` with an MLP mean."""
-        return self.theta[:, :self.act_dim] if self.mean_net is None else None
+        return self.theta.narrow(1, 0, self.act_dim) if self.mean_net is None else None
 
     @property
     def rho(self) -> Tensor:
         """The std's free parameter ``[R, d]`` (a view of ``theta``)."""
-        return self.theta[:, -self.act_dim:]
+        theta = self.theta
+        return theta.narrow(1, theta.shape[1] - self.act_dim, self.act_dim)
 
     @property
     def state_independent(self) -> bool:
@@ -504,12 +505,16 @@ class GaussianPolicy(Policy):
                             per_state_rows(std.reshape(rows, d), batch))
 
     def summary(self) -> dict[str, list[float]]:
+        """``mean_k`` (state-independent mean only) and ``std_k`` per replica."""
+        names = self.__dict__.get("_summary_names")
+        if names is None:
+            means = [f"mean_{k}" for k in range(self.act_dim)] if self.mean_net is None else []
+            names = self.__dict__["_summary_names"] = [
+                *means, *(f"std_{k}" for k in range(self.act_dim))]
         with torch.no_grad():
-            stds = self.std().t().tolist()
-            means = self.mean.t().tolist() if self.mean_net is None else []
-        out = {f"mean_{k}": m for k, m in enumerate(means)}
-        out.update({f"std_{k}": s for k, s in enumerate(stds)})
-        return out
+            std = self.std()
+            values = std if self.mean_net is not None else torch.cat((self.mean, std), 1)
+            return dict(zip(names, values.t().tolist()))
 
 
 class _StateIndependentGaussianLinearization(Linearization):

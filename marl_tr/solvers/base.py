@@ -208,12 +208,27 @@ class AgentProblem:
         """The ``Evaluation`` of a new distribution and its log-probabilities ``[R*B]``
         (the divergence is computed unless given)."""
         with torch.no_grad():
-            ratio = torch.exp(log_prob - self.old_log_prob)
-            improvement = self.per_replica_mean(self.weights * (ratio - 1.0)).double().numpy()
+            gains = self.gains(log_prob.view(self.replicas, 1, -1)).view(-1)
             if divergence is None:
-                divergence = self.per_replica_mean(
-                    self.divergence.compute(self.old_dist, dist)).double().numpy()
-        return Evaluation(improvement, divergence, log_prob, dist)
+                both = torch.stack((gains, self.mean_divergence(dist))).double().numpy()
+                return Evaluation(both[0], both[1], log_prob, dist)
+        return Evaluation(gains.double().numpy(), divergence, log_prob, dist)
+
+    def gains(self, log_prob: Tensor) -> Tensor:
+        """Surrogate gains ``E[M (ratio - 1)]`` ``[R, K]`` of log-probabilities ``[R, K, B]``
+        (``K`` parameter vectors per replica), as one batched product with ``M / B``;
+        ``ratio - 1 = expm1(log-ratio)`` keeps small gains accurate."""
+        replicas, b = self.replicas, self.batch_size
+        return torch.bmm(torch.expm1(log_prob - self.old_log_prob.view(replicas, 1, b)),
+                         self._weight_column.view(replicas, b, 1)).squeeze(2)
+
+    def mean_divergence(self, dist: ActionDistribution) -> Tensor:
+        """``E_s D(old, dist)`` per replica ``[R]`` for a distribution of ``R*B`` rows (for a
+        state-independent policy: of its first state per replica, which stands for all)."""
+        if self.state_independent:
+            first = type(dist).from_params(tuple(p[::self.batch_size] for p in dist.params()))
+            return self.divergence.compute(self.old_state_dist, first)
+        return self.per_replica_mean(self.divergence.compute(self.old_dist, dist))
 
     def evaluate_candidates(self, candidates: Tensor) -> tuple[np.ndarray, np.ndarray, Tensor]:
         """Gains and divergences under ``K`` parameter vectors per replica ``[R, K, P]``.
@@ -240,12 +255,7 @@ class AgentProblem:
                     .reshape(-1, *p.shape[1:]) for p in self.old_dist.params()
                 ))
                 divergences = self.divergence.compute(old, dist).view(replicas, k, b).mean(2)
-            # E[M (ratio - 1)] as a batched product with M / B, ratio - 1 = expm1(log-ratio)
-            improvements = torch.bmm(
-                torch.expm1(log_prob - self.old_log_prob.view(replicas, 1, b)),
-                self._weight_column.view(replicas, b, 1),
-            ).view(replicas, k)
-            both = torch.stack((improvements, divergences)).double().numpy()
+            both = torch.stack((self.gains(log_prob), divergences)).double().numpy()
         return both[0], both[1], log_prob
 
     def at(self, params: Tensor) -> Point:
@@ -253,10 +263,10 @@ class AgentProblem:
         may hold ``params`` afterwards; see ``Policy.linearize_at``)."""
         lin = self.policy.linearize_at(params, self.obs)
         log_prob = lin.dist.log_prob(self.actions)
-        divergence = self.per_replica_mean(
-            self.divergence.compute(self.old_dist, lin.dist)).double().numpy()
-        finite = np.isfinite(divergence) & torch.isfinite(params).all(1).numpy()
-        return Point(params, lin, log_prob, divergence, finite)
+        # one transfer: the divergence, and a sum that is finite only if every parameter is
+        checks = torch.stack((self.mean_divergence(lin.dist),
+                              params.sum(1).to(log_prob.dtype))).double().numpy()
+        return Point(params, lin, log_prob, checks[0], np.isfinite(checks).all(0))
 
     def set_params(self, flat: Tensor) -> None:
         self.policy.set_flat_parameters(flat)

@@ -130,17 +130,19 @@ class LoopRadiusContext:
 
     @torch.no_grad()
     def _drift(self, divergence: Divergence) -> np.ndarray:
-        out = np.empty((self.replicas, self.n_agents))
+        values = []
         for i, policy in enumerate(self._policies):
             obs = self._obs[i]
             if policy.state_independent:  # every state gives the same value: take one
-                obs = obs.view(self.replicas, -1, obs.shape[-1])[:, 0]
-            now = policy.distribution(obs)
-            # the previous policy as a one-candidate batch: no parameter writes
-            before = policy.candidate_distributions(self._previous_params[i].unsqueeze(1), obs)
-            values = divergence(before, now).view(self.replicas, -1).mean(1)
-            out[:, i] = values.double().numpy()
-        return out
+                obs = obs[::obs.shape[0] // self.replicas]
+            # the previous and the current policy as two candidates: no parameter writes
+            pair = torch.stack((self._previous_params[i], policy.flat_parameters()), 1)
+            both = policy.candidate_distributions(pair, obs)  # rows (replica, then/now, state)
+            before, now = (type(both).from_params(tuple(
+                p.view(self.replicas, 2, -1, *p.shape[1:])[:, k].reshape(-1, *p.shape[1:])
+                for p in both.params())) for k in (0, 1))
+            values.append(divergence(before, now).view(self.replicas, -1).mean(1))
+        return torch.stack(values, 1).double().numpy()
 
     # -- natural-gradient norms ------------------------------------------------------------
     def natural_gradient_norms(self, divergence: Divergence) -> np.ndarray:

@@ -112,7 +112,11 @@ class Collector:
         return grouped.reshape(-1, *rest)
 
     def _team(self, steps: list[np.ndarray], dtype: torch.dtype | None = None) -> Tensor:
-        """Per-step ``[R*E, ...]`` arrays -> ``[R, T, E, ...]``."""
+        """Per-step ``[R*E, ...]`` arrays -> ``[R, T, E, ...]`` (a copy)."""
+        if len(steps) == 1:
+            only = steps[0]
+            return torch.tensor(only.reshape(self.replicas, 1, self.copies, *only.shape[1:]),
+                                dtype=dtype)
         stacked = np.stack(steps)  # [T, R*E, ...]
         grouped = stacked.reshape(len(steps), self.replicas, self.copies, *stacked.shape[2:])
         return torch.as_tensor(np.ascontiguousarray(grouped.swapaxes(0, 1)), dtype=dtype)
