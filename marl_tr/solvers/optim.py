@@ -42,16 +42,20 @@ class FlatOptimizer:
     def reset(self) -> None:
         self._state = {}
 
-    def update(self, agents: np.ndarray, gradient: Tensor, active: Tensor) -> Tensor:
+    def update(self, agents: np.ndarray, gradient: Tensor, active: np.ndarray) -> Tensor:
         """The parameter change ``[R, P]`` for one descent step along ``gradient``; zero for
-        inactive replicas (whose optimiser state does not advance)."""
+        inactive replicas (``active``: ``[R]`` bool; their optimiser state does not
+        advance)."""
         if self.method == "sgd":
-            return torch.where(active.unsqueeze(1), -self.lr * gradient,
+            step = gradient * -self.lr
+            if active.all():
+                return step
+            return torch.where(torch.from_numpy(active).unsqueeze(1), step,
                                torch.zeros_like(gradient))
         beta1, beta2 = self.betas
         update = torch.zeros_like(gradient)
         for r, agent in enumerate(agents):  # moments per (agent, replica)
-            if not bool(active[r]):
+            if not active[r]:
                 continue
             state = self._state.setdefault(int(agent), {
                 "m": torch.zeros_like(gradient), "v": torch.zeros_like(gradient),

@@ -140,7 +140,7 @@ class PrimalDual(Solver):
                 weight = torch.from_numpy(lam).to(gradient.dtype).unsqueeze(1)
                 gradient = gradient + weight * problem.divergence_gradient(lin)
             point = problem.at(params + self._optimizer.update(agents, gradient,
-                                                               torch.from_numpy(active)))
+                                                               active))
             broken = active & ~point.finite
             if broken.any():
                 warnings.warn(

@@ -188,7 +188,7 @@ class SequentialTrustRegion:
                           agents: np.ndarray) -> StepResult:
         """Undo, per replica, a step that left non-finite parameters (warning, no NaN)."""
         params = problem.policy.flat_parameters()
-        if bool(torch.isfinite(params).all()):
+        if math.isfinite(float(params.sum())):  # finite only if every parameter is
             return result
         broken = result.moved & ~torch.isfinite(params).all(1).numpy()
         if not broken.any():
