@@ -139,9 +139,11 @@ class LoopRadiusContext:
             pair = torch.stack((self._previous_params[i], policy.flat_parameters()), 1)
             both = policy.candidate_distributions(pair, obs)  # rows (replica, then/now, state)
             before, now = (type(both).from_params(tuple(
-                p.view(self.replicas, 2, -1, *p.shape[1:])[:, k].reshape(-1, *p.shape[1:])
+                p.view(self.replicas, 2, -1, *p.shape[1:]).select(1, k).reshape(-1, *p.shape[1:])
                 for p in both.params())) for k in (0, 1))
-            values.append(divergence(before, now).view(self.replicas, -1).mean(1))
+            value = divergence(before, now)
+            values.append(value if policy.state_independent
+                          else value.view(self.replicas, -1).mean(1))
         return torch.stack(values, 1).double().numpy()
 
     # -- natural-gradient norms ------------------------------------------------------------
