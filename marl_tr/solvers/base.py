@@ -146,8 +146,7 @@ class AgentProblem:
         self.state_independent = policy.state_independent
         if self.state_independent:
             self.state_obs = obs[::self.batch_size]
-            self.old_state_dist = type(self.old_dist).from_params(
-                tuple(p[::self.batch_size] for p in self.old_dist.params()))
+            self.old_state_dist = self._first_states(self.old_dist)
 
     def per_replica_mean(self, values: Tensor) -> Tensor:
         """``[R*B] -> [R]``."""
@@ -226,9 +225,12 @@ class AgentProblem:
         """``E_s D(old, dist)`` per replica ``[R]`` for a distribution of ``R*B`` rows (for a
         state-independent policy: of its first state per replica, which stands for all)."""
         if self.state_independent:
-            first = type(dist).from_params(tuple(p[::self.batch_size] for p in dist.params()))
-            return self.divergence.compute(self.old_state_dist, first)
+            return self.divergence.compute(self.old_state_dist, self._first_states(dist))
         return self.per_replica_mean(self.divergence.compute(self.old_dist, dist))
+
+    def _first_states(self, dist: ActionDistribution) -> ActionDistribution:
+        """Each replica's first row: ``R*B`` rows -> ``R`` rows (views)."""
+        return type(dist).from_params(tuple(p[::self.batch_size] for p in dist.params()))
 
     def evaluate_candidates(self, candidates: Tensor) -> tuple[np.ndarray, np.ndarray, Tensor]:
         """Gains and divergences under ``K`` parameter vectors per replica ``[R, K, P]``.

@@ -164,11 +164,12 @@ class NaturalGradient(Solver):
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = np.sqrt(2.0 * problem.radius / curvature)
             expected = scale * alignment
-        usable = (curvature > 0) & np.isfinite(curvature) & (expected > 0) & np.isfinite(expected)
+        good_curvature = (curvature > 0) & np.isfinite(curvature)
+        usable = good_curvature & (expected > 0) & np.isfinite(expected)
         if not (active & usable).all():
-            reasons = [r or ("" if ok else "non-positive curvature" if not c > 0 or
-                             not np.isfinite(c) else "no expected improvement")
-                       for r, ok, c in zip(reasons, usable, curvature)]
+            reasons = [r or ("" if ok else "no expected improvement" if good
+                             else "non-positive curvature")
+                       for r, ok, good in zip(reasons, usable, good_curvature)]
             active = active & usable
             if not active.any():
                 return problem.no_step(reasons)
@@ -206,21 +207,15 @@ class NaturalGradient(Solver):
                                  problem.radius[:, None])
         if not active.all():
             accept &= active[:, None]
+        rows = np.arange(problem.replicas)
         first = accept.argmax(1)
-        moved = accept[self._rows(problem.replicas), first]
+        moved = accept[rows, first]
         # the chosen candidate of replica r is row r * K + first[r] of the flattened tensors
-        flat = torch.from_numpy(first + self._rows(problem.replicas) * len(fractions))
+        flat = torch.from_numpy(first + rows * len(fractions))
         params = candidates.flatten(0, 1).index_select(0, flat)
         log_prob = log_probs.flatten(0, 1).index_select(0, flat).view(-1)
-        pick = (self._rows(problem.replicas), first)
-        return self._searched(problem, moved, params, divergences[pick], gains[pick], log_prob,
-                              reasons, expected, first, active)
-
-    def _rows(self, replicas: int) -> np.ndarray:
-        rows = self.__dict__.get("_row_cache")
-        if rows is None or len(rows) != replicas:
-            rows = self.__dict__["_row_cache"] = np.arange(replicas)
-        return rows
+        return self._searched(problem, moved, params, divergences[rows, first],
+                              gains[rows, first], log_prob, reasons, expected, first, active)
 
     def _fraction_column(self, dtype: torch.dtype) -> Tensor:
         """The fractions as a ``[1, K, 1]`` tensor (cached per dtype)."""
