@@ -45,10 +45,14 @@ def draw_in_blocks(rows: int, generators: Generators, draw: Callable) -> Tensor:
 
 def _gaussian_log_density(actions: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     """``sum_k log N(a_k; m_k, s_k^2)`` over the last axis (shapes broadcast)."""
-    z = (actions - mean) / std
+    return _standard_log_density((actions - mean) / std, std)
+
+
+def _standard_log_density(z: Tensor, std: Tensor) -> Tensor:
+    """The Gaussian log-density summed over the last axis, from ``z = (a - m) / s``."""
     # -(log s + z^2 / 2) - log(2 pi) / 2 per dimension, in as few tensor operations as possible
     per_dim = torch.addcmul(torch.log(std), z, z, value=0.5)
-    return per_dim.sum(-1).neg_().sub_(_HALF_LOG_2PI * mean.shape[-1])
+    return per_dim.sum(-1).neg_().sub_(_HALF_LOG_2PI * z.shape[-1])
 
 
 class ActionDistribution(ABC):
@@ -182,12 +186,24 @@ class DiagGaussian(ActionDistribution):
             )
         self.mean = mean
         self.std = std
+        # (actions, z) of the last log_prob: its gradient at the same actions reuses z
+        self._standardized: tuple[Tensor, Tensor] | None = None
 
     def params(self) -> Params:
         return (self.mean, self.std)
 
+    def _z(self, actions: Tensor) -> Tensor:
+        """``(a - mean) / std`` ``[B, d]``."""
+        last = self._standardized
+        if last is not None and last[0] is actions:
+            return last[1]
+        z = (actions - self.mean) / self.std
+        if not z.requires_grad:  # a graph is never cached: autograd callers recompute
+            self._standardized = (actions, z)
+        return z
+
     def log_prob(self, actions: Tensor) -> Tensor:
-        return _gaussian_log_density(actions, self.mean, self.std)
+        return _standard_log_density(self._z(actions), self.std)
 
     def grouped_log_prob(self, actions: Tensor, groups: int) -> Tensor:
         d = self.mean.shape[1]
@@ -196,7 +212,7 @@ class DiagGaussian(ActionDistribution):
                                      self.std.view(groups, -1, 1, d))
 
     def log_prob_grad(self, actions: Tensor) -> Params:
-        z = (actions - self.mean) / self.std
+        z = self._z(actions)
         return (z / self.std, (z * z - 1.0) / self.std)
 
     def sample(self, generator: Generators = None) -> Tensor:

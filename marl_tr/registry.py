@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
@@ -115,10 +116,12 @@ def split_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return head, parse_kwargs(rest)
 
 
-def accepted_keywords(cls: type) -> list[str]:
-    """The keyword arguments a class's constructor accepts, in signature order."""
+@functools.cache
+def accepted_keywords(cls: type) -> tuple[str, ...]:
+    """The keyword arguments a class's constructor accepts, in signature order (cached per
+    class: comparing or printing plug-ins asks for it often)."""
     params = inspect.signature(cls).parameters.values()
-    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return tuple(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 def _is_import_target(name: str) -> bool:

@@ -141,6 +141,7 @@ class AgentProblem:
         self.old_dist = self.old_linearization.dist
         # M_i / B as a column: the per-sample factor of every surrogate gradient
         self._weight_column = (weights / self.batch_size).unsqueeze(1)
+        self._descent_column: Tensor | None = None  # -M_i / B, made when first needed
         # a state-independent policy is the same in every state: one state per replica
         # stands for all of them wherever only the distribution matters
         self.state_independent = policy.state_independent
@@ -175,6 +176,34 @@ class AgentProblem:
         """``d/dtheta E_s D(old, pi_theta)`` at the linearisation point, ``[R, P]``."""
         grads = self.divergence.grad_new(self.old_dist, linearization.dist)
         return linearization.vjp(tuple(g / self.batch_size for g in grads))
+
+    def lagrangian_gradient(self, linearization: Linearization, log_prob: Tensor,
+                            multiplier: np.ndarray) -> Tensor:
+        """``d/dtheta`` of eq. 16's Lagrangian ``-E[M ratio] + lambda E_s D(old, pi_theta)``
+        at the linearisation point, ``[R, P]``, with ``log_prob = log pi_theta(a_i)``
+        ``[R*B]`` and ``lambda >= 0`` per replica ``[R]``.
+
+        Equals ``lambda * divergence_gradient(lin) - surrogate_gradient(lin, log_prob)``,
+        with one Jacobian product for both terms.
+        """
+        if self._descent_column is None:
+            self._descent_column = -self._weight_column
+        scale = self._descent_column * torch.exp(log_prob - self.old_log_prob).unsqueeze(1)
+        score = linearization.dist.log_prob_grad(self.actions)
+        if not multiplier.any():
+            return linearization.vjp(tuple(g * scale for g in score))
+        penalty = self._per_row(multiplier / self.batch_size)
+        grads = self.divergence.grad_new(self.old_dist, linearization.dist)
+        return linearization.vjp(tuple(torch.addcmul(d * penalty, g, scale)
+                                       for g, d in zip(score, grads)))
+
+    def _per_row(self, values: np.ndarray) -> Tensor | float:
+        """Per-replica values ``[R]`` as a factor of per-sample rows (``[R*B, 1]``; a number
+        for one replica)."""
+        if self.replicas == 1:
+            return float(values[0])
+        column = torch.from_numpy(values).to(self.weights.dtype).unsqueeze(1)
+        return column.repeat_interleave(self.batch_size, dim=0)
 
     def fisher_product(self, vector: Tensor) -> Tensor:
         """``H v`` per replica, ``H`` the Hessian of ``E_s D(old, pi_theta)`` at the old

@@ -42,16 +42,20 @@ class FlatOptimizer:
     def reset(self) -> None:
         self._state = {}
 
-    def update(self, agents: np.ndarray, gradient: Tensor, active: np.ndarray) -> Tensor:
-        """The parameter change ``[R, P]`` for one descent step along ``gradient``; zero for
-        inactive replicas (``active``: ``[R]`` bool; their optimiser state does not
-        advance)."""
+    def descend(self, agents: np.ndarray, params: Tensor, gradient: Tensor,
+                active: np.ndarray) -> Tensor:
+        """``params`` ``[R, P]`` after one descent step along ``gradient`` ``[R, P]``;
+        inactive replicas (``active``: ``[R]`` bool) keep theirs, and their optimiser state
+        does not advance."""
         if self.method == "sgd":
-            step = gradient * -self.lr
+            moved = torch.add(params, gradient, alpha=-self.lr)
             if active.all():
-                return step
-            return torch.where(torch.from_numpy(active).unsqueeze(1), step,
-                               torch.zeros_like(gradient))
+                return moved
+            return torch.where(torch.from_numpy(active).unsqueeze(1), moved, params)
+        return params + self._adam_update(agents, gradient, active)
+
+    def _adam_update(self, agents: np.ndarray, gradient: Tensor, active: np.ndarray) -> Tensor:
+        """Adam's parameter change ``[R, P]`` (zero for inactive replicas)."""
         beta1, beta2 = self.betas
         update = torch.zeros_like(gradient)
         for r, agent in enumerate(agents):  # moments per (agent, replica)

@@ -95,8 +95,7 @@ class PPOClip(Solver):
         for epoch in range(self.epochs):
             gradient = first_gradient if epoch == 0 else problem.surrogate_gradient(
                 lin, log_prob=log_prob, mask=self.unclipped(problem, log_prob))
-            point = problem.at(params + self._optimizer.update(agents, -gradient,
-                                                               active))
+            point = problem.at(self._optimizer.descend(agents, params, -gradient, active))
             if not point.finite[active].all():
                 warnings.warn("non-finite PPO step: those replicas stop at their last finite "
                               "parameters", RuntimeWarning, stacklevel=2)

@@ -133,14 +133,11 @@ class PrimalDual(Solver):
         params, lin, log_prob = problem.old_params, problem.old_linearization, problem.old_log_prob
         point = None
         for inner in range(self.inner_steps):
-            # eq. 17: descend L in theta at the current lambda
-            gradient = -(first_gradient if inner == 0
-                         else problem.surrogate_gradient(lin, log_prob=log_prob))
-            if (lam > 0.0).any():
-                weight = torch.from_numpy(lam).to(gradient.dtype).unsqueeze(1)
-                gradient = gradient + weight * problem.divergence_gradient(lin)
-            point = problem.at(params + self._optimizer.update(agents, gradient,
-                                                               active))
+            # eq. 17: descend L in theta at the current lambda (at the old parameters the
+            # divergence, minimal there, has a zero (sub)gradient: only the surrogate acts)
+            gradient = (problem.lagrangian_gradient(lin, log_prob, lam) if inner
+                        else -first_gradient)
+            point = problem.at(self._optimizer.descend(agents, params, gradient, active))
             broken = active & ~point.finite
             if broken.any():
                 warnings.warn(

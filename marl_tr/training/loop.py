@@ -134,7 +134,7 @@ class SequentialTrustRegion:
         """``delta`` per replica and agent ``[R, n]`` from the scheduler."""
         context = LoopRadiusContext(
             self.iteration, self.policies, self.previous_params, batch.obs, batch.actions,
-            batch.log_probs, weights, self.previous_steps,
+            batch.log_probs, weights, self.previous_steps, self.divergence,
         )
         radii = np.asarray(self.scheduler.radii_batch(
             [context.for_replica(r) for r in range(self.replicas)]), dtype=np.float64)

@@ -79,6 +79,10 @@ class LoopRadiusContext:
         obs / actions / log_probs: the batch, per agent (``R*B`` rows).
         weights: the batch advantages (no teammate correction) ``[R*B]``.
         previous: the last iteration's step records, arrays ``[R, n]`` (``None`` at first).
+        step_divergence: the divergence ``previous.divergence`` measured (the trust
+            region's). A drift in that divergence between state-independent policies is
+            that record itself: ``previous_params`` are where those steps started, and the
+            policies are where they ended.
         ray_points: grid size for price responses.
     """
 
@@ -92,12 +96,14 @@ class LoopRadiusContext:
         log_probs: Sequence[Tensor],
         weights: Tensor,
         previous: PreviousSteps | None,
+        step_divergence: Divergence | None = None,
         ray_points: int = 48,
     ) -> None:
         self.iteration = iteration
         self.n_agents = len(policies)
         self.replicas = policies[0].replicas
         self.previous = previous
+        self._step_divergence = step_divergence
         self._policies = policies
         self._previous_params = previous_params
         self._obs, self._actions, self._log_probs = obs, actions, log_probs
@@ -130,6 +136,9 @@ class LoopRadiusContext:
 
     @torch.no_grad()
     def _drift(self, divergence: Divergence) -> np.ndarray:
+        if (self.previous is not None and divergence == self._step_divergence
+                and all(policy.state_independent for policy in self._policies)):
+            return self.previous.divergence.copy()  # measured by the last steps already
         values = []
         for i, policy in enumerate(self._policies):
             obs = self._obs[i]

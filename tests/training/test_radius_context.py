@@ -118,3 +118,30 @@ def test_caatr_radii_in_a_run_follow_eqs_13_14():
         expected = 0.02 / (teammates + eps)
         got = [rows[t][f"radius_{i}"] for i in range(3)]
         np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=f"iteration {t}")
+
+
+@pytest.mark.parametrize("preset", ["hatrpo", "wmatrpo-caatr"])
+def test_the_last_steps_divergences_are_the_drift_the_context_reuses(preset):
+    """With state-independent policies, the divergence each agent's step reached (the loop's
+    record) is the drift D(pi^(t-1), pi^t) recomputed from the parameters; the context
+    hands that record out for the trust region's divergence only."""
+    from marl_tr.config import TrainConfig
+    from marl_tr.training.loop import SequentialTrustRegion
+    from marl_tr.training.setup import build_parts
+
+    loop = SequentialTrustRegion(build_parts(TrainConfig(
+        preset=preset, env_kwargs={"n": 3}, batch_size=30, dtype="float64", seed=3)))
+    for _ in range(3):
+        loop.step()
+    batch = loop.collect()
+    args = (loop.iteration, loop.policies, loop.previous_params, batch.obs, batch.actions,
+            batch.log_probs, torch.ones(30, dtype=F64), loop.previous_steps)
+    computed = LoopRadiusContext(*args)  # no step divergence: always from the parameters
+    reusing = LoopRadiusContext(*args, loop.divergence)
+    recorded = loop.previous_steps.divergence
+    assert (recorded > 0).all()
+    np.testing.assert_allclose(computed.drift(loop.divergence), recorded, rtol=1e-9)
+    np.testing.assert_array_equal(reusing.drift(loop.divergence), recorded)
+    other = DIVERGENCES.build("tv" if loop.divergence.spec().startswith("kl") else "kl")
+    np.testing.assert_array_equal(reusing.drift(other), computed.drift(other))
+    assert not np.allclose(reusing.drift(other), recorded)
