@@ -21,6 +21,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from marl_tr.tensor_constants import constant_like
+
 __all__ = ["ActionDistribution", "Categorical", "DiagGaussian", "Params"]
 
 Params = tuple[Tensor, ...]
@@ -52,7 +54,9 @@ def _standard_log_density(z: Tensor, std: Tensor) -> Tensor:
     """The Gaussian log-density summed over the last axis, from ``z = (a - m) / s``."""
     # -(log s + z^2 / 2) - log(2 pi) / 2 per dimension, in as few tensor operations as possible
     per_dim = torch.addcmul(torch.log(std), z, z, value=0.5)
-    return per_dim.sum(-1).neg_().sub_(_HALF_LOG_2PI * z.shape[-1])
+    dims = z.shape[-1]
+    total = per_dim.squeeze(-1) if dims == 1 else per_dim.sum(-1)
+    return torch.sub(constant_like(-_HALF_LOG_2PI * dims, z), total)
 
 
 class ActionDistribution(ABC):
@@ -213,7 +217,7 @@ class DiagGaussian(ActionDistribution):
 
     def log_prob_grad(self, actions: Tensor) -> Params:
         z = self._z(actions)
-        return (z / self.std, (z * z - 1.0) / self.std)
+        return (z / self.std, torch.addcmul(constant_like(-1.0, z), z, z) / self.std)
 
     def sample(self, generator: Generators = None) -> Tensor:
         mean = self.mean

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from marl_tr.distributions import ActionDistribution, Categorical, DiagGaussian, Params
 from marl_tr.nets import ACTIVATIONS, replicated_mlp
 from marl_tr.registry import Plugin, Registry
+from marl_tr.tensor_constants import constant_like
 from marl_tr.validation import check_choice, check_finite, check_int, check_positive
 
 __all__ = [
@@ -181,14 +182,14 @@ class LogStd(StdParameterisation):
         self.min_std = check_positive("min_std", min_std)
 
     def std(self, rho: Tensor) -> Tensor:
-        return self.min_std + torch.exp(rho)
+        return torch.add(torch.exp(rho), constant_like(self.min_std, rho))
 
     def derivative(self, rho: Tensor) -> Tensor:
         return torch.exp(rho)
 
     def std_and_derivative(self, rho: Tensor) -> tuple[Tensor, Tensor]:
         scale = torch.exp(rho)
-        return self.min_std + scale, scale
+        return torch.add(scale, constant_like(self.min_std, rho)), scale
 
     def inverse(self, std: float) -> float:
         if std <= self.min_std:

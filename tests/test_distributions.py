@@ -68,3 +68,16 @@ def test_sample_uses_one_generator_per_block_of_rows():
     alone = dist.sample([torch.Generator().manual_seed(10)])
     torch.testing.assert_close(alone, dist.sample(torch.Generator().manual_seed(10)),
                                rtol=0, atol=0)
+
+
+def test_cached_constants_have_the_dtype_and_work_with_autograd_after_inference_mode():
+    from marl_tr.tensor_constants import constant_like
+
+    like = torch.zeros(3, dtype=torch.float64)
+    with torch.inference_mode():  # first made here, the constant is still a normal tensor
+        c = constant_like(0.3183, like)
+    assert c is constant_like(0.3183, like) and c.dtype == torch.float64 and c.dim() == 0
+    assert float(c) == 0.3183 and constant_like(0.3183, like.float()).dtype == torch.float32
+    x = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    (x * c).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full((3,), 0.3183, dtype=torch.float64))

@@ -531,6 +531,30 @@ def replica_problems(hidden, degenerate=None):
     return singles, stacked
 
 
+@pytest.mark.parametrize("hidden", POLICY_KINDS)
+def test_lagrangian_gradient_is_the_autograd_gradient_of_eq_16(hidden):
+    """Away from the old policy, per replica: d/dtheta of -E[M ratio] + lambda E_s KL(old,
+    theta), written out by hand and differentiated by autograd; lambda = 0.7 in replica 0
+    and 0 in replica 1 (and 0 in both)."""
+    singles, stacked = replica_problems(hidden)
+    generator = torch.Generator().manual_seed(5)
+    moved = stacked.old_params + 0.05 * torch.randn(stacked.old_params.shape,
+                                                    generator=generator, dtype=torch.float64)
+    lin = stacked.policy.linearize_at(moved, stacked.obs)
+    log_prob = lin.dist.log_prob(stacked.actions)
+    for lam in (np.array([0.7, 0.0]), np.zeros(2)):
+        got = stacked.lagrangian_gradient(lin, log_prob, lam)
+        for r, single in enumerate(singles):
+            old = tuple(t.detach() for t in hand_gaussian(single.policy, single.old_params[0],
+                                                          single.obs))
+            theta = moved[r].clone().requires_grad_(True)
+            new = hand_gaussian(single.policy, theta, single.obs)
+            ratio = torch.exp(hand_log_prob(*new, single.actions) - single.old_log_prob)
+            value = -(single.weights * ratio).mean() + lam[r] * hand_mean_kl(old, new)
+            (want,) = torch.autograd.grad(value, theta)
+            torch.testing.assert_close(got[r], want, rtol=1e-10, atol=1e-12)
+
+
 def next_problem(problem: AgentProblem) -> AgentProblem:
     """A fresh problem at the policy's new parameters, on the same batch and radius."""
     with torch.no_grad():

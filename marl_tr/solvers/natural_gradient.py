@@ -17,7 +17,14 @@ import torch
 from torch import Tensor
 
 from marl_tr.divergences.base import Divergence
-from marl_tr.solvers.base import SOLVERS, AgentProblem, Solver, StepResult, gradient_status
+from marl_tr.solvers.base import (
+    SOLVERS,
+    AgentProblem,
+    Solver,
+    StepResult,
+    gradient_status,
+    to_numpy,
+)
 from marl_tr.validation import check_in_range, check_int, check_non_negative, check_positive
 
 __all__ = ["NaturalGradient", "conjugate_gradient"]
@@ -160,7 +167,7 @@ class NaturalGradient(Solver):
         direction, curvature, alignment = self.natural_direction(problem, gradient)
         # the quadratic model D ~ x^T H x / 2 reaches delta at sqrt(2 delta / x^T H x) x, where
         # it expects the gain sqrt(2 delta / x^T H x) g^T x
-        curvature, alignment = torch.stack((curvature, alignment)).double().numpy()
+        curvature, alignment = to_numpy(torch.stack((curvature, alignment)))
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = np.sqrt(2.0 * problem.radius / curvature)
             expected = scale * alignment

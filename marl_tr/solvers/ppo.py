@@ -111,7 +111,6 @@ class PPOClip(Solver):
             epochs += active
             if not active.any():
                 break
-        problem.set_params(params)
         result = problem.evaluation_of(lin.dist, log_prob, divergence)
         ratio = torch.exp(log_prob - problem.old_log_prob)
         outside = ((ratio - 1.0).abs() > self.clip).to(torch.float64)  # PPO's clip fraction

@@ -158,8 +158,7 @@ class PrimalDual(Solver):
                 break
         if self.persist_lambda:
             self._store_dual_variables(agents, lam)
-        problem.set_params(params)
-        # the last inner step measured the final parameters already
+        # the last inner step measured the final parameters already (finish writes them)
         result = problem.evaluation_of(lin.dist, log_prob, point.divergence)
         shrink = np.ones(problem.replicas)
         over = ~(result.divergence <= problem.radius) & (steps_taken > 0)

@@ -14,7 +14,7 @@ from torch import Tensor
 from marl_tr.divergences.base import Divergence
 from marl_tr.policies import Policy
 from marl_tr.radius.base import PreviousSteps, RadiusContext
-from marl_tr.solvers.base import AgentProblem
+from marl_tr.solvers.base import AgentProblem, to_numpy
 from marl_tr.solvers.natural_gradient import NaturalGradient
 
 __all__ = ["LoopRadiusContext", "PriceResponse"]
@@ -153,7 +153,7 @@ class LoopRadiusContext:
             value = divergence(before, now)
             values.append(value if policy.state_independent
                           else value.view(self.replicas, -1).mean(1))
-        return torch.stack(values, 1).double().numpy()
+        return to_numpy(torch.stack(values, 1))
 
     # -- natural-gradient norms ------------------------------------------------------------
     def natural_gradient_norms(self, divergence: Divergence) -> np.ndarray:
@@ -174,7 +174,7 @@ class LoopRadiusContext:
             finite = torch.isfinite(gradient).all(1)
             gradient = torch.where(finite.unsqueeze(1), gradient, torch.zeros_like(gradient))
             direction = solver.natural_direction(problem, gradient)[0]
-            q = (gradient * direction).sum(1).clamp_min(0.0).double().numpy()
+            q = to_numpy((gradient * direction).sum(1).clamp_min(0.0))
             out[:, i] = np.where(finite.numpy(), q, np.nan)
         return out
 
