@@ -77,10 +77,13 @@ class Linearization(ABC):
         separable: each parameter moves exactly one distribution-parameter column of its
             own, identically for every state (so a diagonal distribution-space Hessian stays
             diagonal in parameter space).
+        state_dist: for a state-independent policy, its distribution with one row per
+            replica (``dist`` repeats it over each replica's rows); otherwise ``None``.
     """
 
     dist: ActionDistribution
     separable: ClassVar[bool] = False
+    state_dist: ActionDistribution | None = None
 
     @abstractmethod
     def jvp(self, vector: Tensor) -> Params:
@@ -526,6 +529,7 @@ class _StateIndependentGaussianLinearization(Linearization):
 
     def __init__(self, policy: GaussianPolicy, mean: Tensor, rho: Tensor, batch: int) -> None:
         std, self._dstd = policy.std_parameterisation.std_and_derivative(rho)
+        self.state_dist = DiagGaussian(mean, std)
         self.dist = DiagGaussian(per_state_rows(mean, batch), per_state_rows(std, batch))
         self._batch = batch
         self._dim = policy.act_dim
@@ -537,8 +541,11 @@ class _StateIndependentGaussianLinearization(Linearization):
     def vjp(self, cotangent: Params) -> Tensor:
         u_mean, u_std = cotangent
         replicas = self._dstd.shape[0]
-        sum_mean = u_mean.reshape(replicas, self._batch, -1).sum(1)
-        sum_std = u_std.reshape(replicas, self._batch, -1).sum(1)
+        if replicas == 1:  # the rows are the one replica's
+            sum_mean, sum_std = u_mean.sum(0, keepdim=True), u_std.sum(0, keepdim=True)
+        else:
+            sum_mean = u_mean.reshape(replicas, self._batch, -1).sum(1)
+            sum_std = u_std.reshape(replicas, self._batch, -1).sum(1)
         return torch.cat((sum_mean, self._dstd * sum_std), dim=1)
 
 

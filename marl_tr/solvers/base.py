@@ -148,7 +148,9 @@ class AgentProblem:
         self.state_independent = policy.state_independent
         if self.state_independent:
             self.state_obs = obs[::self.batch_size]
-            self.old_state_dist = self._first_states(self.old_dist)
+            state_dist = self.old_linearization.state_dist
+            self.old_state_dist = (self._first_states(self.old_dist) if state_dist is None
+                                   else state_dist)
 
     def per_replica_mean(self, values: Tensor) -> Tensor:
         """``[R*B] -> [R]``."""
@@ -251,11 +253,15 @@ class AgentProblem:
         return torch.bmm(torch.expm1(log_prob - self.old_log_prob.view(replicas, 1, b)),
                          self._weight_column.view(replicas, b, 1)).squeeze(2)
 
-    def mean_divergence(self, dist: ActionDistribution) -> Tensor:
+    def mean_divergence(self, dist: ActionDistribution,
+                        state_dist: ActionDistribution | None = None) -> Tensor:
         """``E_s D(old, dist)`` per replica ``[R]`` for a distribution of ``R*B`` rows (for a
-        state-independent policy: of its first state per replica, which stands for all)."""
+        state-independent policy: of its first state per replica, which stands for all;
+        ``state_dist``, one row per replica, when the caller has it)."""
         if self.state_independent:
-            return self.divergence.compute(self.old_state_dist, self._first_states(dist))
+            if state_dist is None:
+                state_dist = self._first_states(dist)
+            return self.divergence.compute(self.old_state_dist, state_dist)
         return self.per_replica_mean(self.divergence.compute(self.old_dist, dist))
 
     def _first_states(self, dist: ActionDistribution) -> ActionDistribution:
@@ -296,7 +302,8 @@ class AgentProblem:
         lin = self.policy.linearize_at(params, self.obs)
         log_prob = lin.dist.log_prob(self.actions)
         # one transfer: the divergence, and a sum that is finite only if every parameter is
-        checks = to_numpy(torch.stack((self.mean_divergence(lin.dist), params.sum(1))))
+        divergence = self.mean_divergence(lin.dist, lin.state_dist)
+        checks = to_numpy(torch.stack((divergence, params.sum(1))))
         return Point(params, lin, log_prob, checks[0], np.isfinite(checks).all(0))
 
     def set_params(self, flat: Tensor) -> None:
