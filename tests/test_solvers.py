@@ -544,6 +544,9 @@ def test_lagrangian_gradient_is_the_autograd_gradient_of_eq_16(hidden):
     log_prob = lin.dist.log_prob(stacked.actions)
     for lam in (np.array([0.7, 0.0]), np.zeros(2)):
         got = stacked.lagrangian_gradient(lin, log_prob, lam)
+        composed = (torch.from_numpy(lam).unsqueeze(1) * stacked.divergence_gradient(lin)
+                    - stacked.surrogate_gradient(lin, log_prob=log_prob))
+        torch.testing.assert_close(got, composed, rtol=1e-10, atol=1e-12)
         for r, single in enumerate(singles):
             old = tuple(t.detach() for t in hand_gaussian(single.policy, single.old_params[0],
                                                           single.obs))
