@@ -28,7 +28,7 @@ from torch import Tensor
 
 from marl_tr.distributions import ActionDistribution
 from marl_tr.divergences.base import Divergence
-from marl_tr.policies import Linearization, Policy
+from marl_tr.policies import Linearization, Policy, per_state_rows
 from marl_tr.registry import Plugin, Registry
 
 __all__ = [
@@ -205,8 +205,8 @@ class AgentProblem:
         for one replica)."""
         if self.replicas == 1:
             return float(values[0])
-        column = torch.from_numpy(values).to(self.weights.dtype).unsqueeze(1)
-        return column.repeat_interleave(self.batch_size, dim=0)
+        return per_state_rows(torch.from_numpy(values).to(self.weights.dtype).unsqueeze(1),
+                              self.batch_size)
 
     def fisher_product(self, vector: Tensor) -> Tensor:
         """``H v`` per replica, ``H`` the Hessian of ``E_s D(old, pi_theta)`` at the old
