@@ -28,7 +28,7 @@ import marl_tr
 from marl_tr.training.loop import SequentialTrustRegion
 from marl_tr.training.setup import build_parts
 
-PRESETS = ("hatrpo", "hatrpo-caatr", "wmatrpo", "wmatrpo-caatr")
+PRESETS = ("hatrpo", "hatrpo-caatr", "wmatrpo", "wmatrpo-caatr", "wmatrpo-tr", "wmatrpo-tr-caatr")
 
 
 def best_block_ms(run_once, iterations: int, repeats: int) -> float:

@@ -126,6 +126,13 @@ class ActionDistribution(ABC):
         return self.from_params(tuple(p.repeat(times, *([1] * (p.dim() - 1)))
                                       for p in self.params()))
 
+    def step_limit(self, tangent: Params) -> Tensor:
+        """Per row ``[B]``, the largest ``e <= 1`` with ``params() + e * tangent`` safely
+        valid (half-way to any boundary of the parameter domain); 1 where every displacement
+        is valid."""
+        first = self.params()[0]
+        return torch.ones(first.shape[0], dtype=first.dtype)
+
     @abstractmethod
     def entropy(self) -> Tensor:
         """Differential or discrete entropy per state, ``[B]``."""
@@ -208,6 +215,13 @@ class DiagGaussian(ActionDistribution):
 
     def log_prob(self, actions: Tensor) -> Tensor:
         return _standard_log_density(self._z(actions), self.std)
+
+    def step_limit(self, tangent: Params) -> Tensor:
+        """Per row, half the step at which its first std would reach 0 along ``tangent``'s
+        std part (at most 1)."""
+        shrink = -tangent[1]
+        limit = torch.where(shrink > 0, 0.5 * self.std / shrink, torch.inf)
+        return limit.amin(-1).clamp_max(1.0)
 
     def grouped_log_prob(self, actions: Tensor, groups: int) -> Tensor:
         d = self.mean.shape[1]

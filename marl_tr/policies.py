@@ -164,6 +164,11 @@ class StdParameterisation(Plugin, ABC):
         """``(std(rho), d std / d rho)`` (override to share work between the two)."""
         return self.std(rho), self.derivative(rho)
 
+    def rho_of(self, std: Tensor) -> Tensor:
+        """``rho`` with ``std(rho) == std``, elementwise; values outside the parameterisation's
+        range are first clamped into it (a relative margin of 1e-6 from its bounds)."""
+        raise NotImplementedError(f"{type(self).__name__} has no tensor inverse")
+
 
 STD_PARAMETERISATIONS: Registry[StdParameterisation] = Registry(
     "std parameterisation", StdParameterisation
@@ -199,6 +204,9 @@ class LogStd(StdParameterisation):
             raise ValueError(f"init_std must be > min_std = {self.min_std}, got {std!r}")
         return math.log(std - self.min_std)
 
+    def rho_of(self, std: Tensor) -> Tensor:
+        return torch.log((std - self.min_std).clamp_min(1e-6 * self.min_std))
+
 
 @STD_PARAMETERISATIONS.register("bounded", aliases=("sigmoid",))
 class BoundedStd(StdParameterisation):
@@ -230,6 +238,10 @@ class BoundedStd(StdParameterisation):
             )
         frac = (std - self.min_std) / (self.max_std - self.min_std)
         return math.log(frac / (1.0 - frac))
+
+    def rho_of(self, std: Tensor) -> Tensor:
+        frac = ((std - self.min_std) / (self.max_std - self.min_std)).clamp(1e-6, 1 - 1e-6)
+        return torch.log(frac / (1.0 - frac))
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ inner-step count and no C for other team sizes: those are our documented choices
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -33,13 +34,24 @@ def table2_caatr_c(n_agents: int) -> float:
 
 
 class Preset(Plugin, ABC):
-    """A named set of values for the preset fields of ``TrainConfig``."""
+    """A named set of values for the preset fields of ``TrainConfig``.
+
+    ``settings(n_agents)`` may also accept ``action_kind`` (``"continuous"`` or
+    ``"discrete"``, the team's actions) to fit its parts to the action space.
+    """
 
     summary: ClassVar[str] = ""
 
     @abstractmethod
     def settings(self, n_agents: int) -> dict[str, Any]:
         """Values of preset fields for a team of ``n_agents``."""
+
+    def settings_for(self, n_agents: int, action_kind: str) -> dict[str, Any]:
+        """``settings`` for a team whose actions are ``action_kind`` (passed on when the
+        preset's ``settings`` takes it)."""
+        if "action_kind" in inspect.signature(self.settings).parameters:
+            return self.settings(n_agents, action_kind=action_kind)
+        return self.settings(n_agents)
 
 
 PRESETS: Registry[Preset] = Registry("preset", Preset)
@@ -58,11 +70,11 @@ class _TrustRegionPreset(Preset):
     """Shared shape of the paper's presets: a divergence, a radius rule and a solver."""
 
     @abstractmethod
-    def _parts(self, n_agents: int) -> tuple[str, str, str]:
-        """(divergence, radius, solver) config strings."""
+    def _parts(self, n_agents: int, action_kind: str) -> tuple[str, str, str]:
+        """(divergence, radius, solver) config strings for the team's ``action_kind``."""
 
-    def settings(self, n_agents: int) -> dict[str, Any]:
-        divergence, radius, solver = self._parts(n_agents)
+    def settings(self, n_agents: int, action_kind: str = "continuous") -> dict[str, Any]:
+        divergence, radius, solver = self._parts(n_agents, action_kind)
         return {"divergence": divergence, "radius": radius, "solver": solver, **_COMMON}
 
 
@@ -80,7 +92,7 @@ class HATRPO(_TrustRegionPreset):
     def __init__(self, delta: float = 0.1) -> None:
         self.delta = check_positive("delta", delta)
 
-    def _parts(self, n_agents: int) -> tuple[str, str, str]:
+    def _parts(self, n_agents: int, action_kind: str) -> tuple[str, str, str]:
         return "kl", f"fixed:delta={self.delta!r}", "natural_gradient"
 
 
@@ -100,38 +112,48 @@ class HATRPOCAATR(HATRPO):
         super().__init__(delta)
         self.C = None if C is None else check_positive("C", C)
 
-    def _parts(self, n_agents: int) -> tuple[str, str, str]:
+    def _parts(self, n_agents: int, action_kind: str) -> tuple[str, str, str]:
         return "kl", _caatr(self.C, n_agents, "w1", self.delta), "natural_gradient"
+
+
+#: W1 choices of the W-MATRPO presets.
+W1_CHOICES = ("auto", "exact", "bound")
 
 
 @PRESETS.register("wmatrpo")
 class WMATRPO(_TrustRegionPreset):
     """W-MATRPO with a fixed radius: a W1 constraint enforced by the primal-dual solver
-    (eqs. 16-18).
+    (eqs. 16-18), which does not guarantee the radius (see ``exact_radius``, ``wmatrpo-tr``).
 
     Args:
         delta: the W1 radius (Table 2: 0.1).
-        w1: ``"bound"`` (default: the paper's eq. 31, ``|dm| + |ds|``, an upper bound of W1,
-            as the paper computed it) or ``"exact"`` (the closed-form W1).
+        w1: ``"auto"`` (default: the paper's eq. 31, ``|dm| + |ds|``, an upper bound of W1
+            as the paper computed it, for Gaussian policies; the exact W1 for categorical
+            ones, which eq. 31 does not cover), ``"bound"`` (eq. 31 always: Gaussians only)
+            or ``"exact"`` (the exact W1).
         solver: the solver config string (default: the paper's plain primal-dual).
     """
 
     summary = "W1 trust region, fixed radius, primal-dual (eqs. 16-18)"
+    default_w1: ClassVar[str] = "bound"  # what "auto" means for Gaussian policies
 
-    def __init__(self, delta: float = 0.1, w1: str = "bound",
+    def __init__(self, delta: float = 0.1, w1: str = "auto",
                  solver: str = "primal_dual") -> None:
         self.delta = check_positive("delta", delta)
-        self.w1 = check_choice("w1", w1, ("exact", "bound"))
+        self.w1 = check_choice("w1", w1, W1_CHOICES)
         if not isinstance(solver, str) or not solver.strip():
             raise ValueError(f"solver must be a solver config string, got {solver!r}")
         self.solver = solver
 
-    @property
-    def divergence(self) -> str:
-        return "w1" if self.w1 == "exact" else "w1_bound"
+    def divergence(self, action_kind: str = "continuous") -> str:
+        """The W1 divergence's config string for the team's ``action_kind``."""
+        w1 = self.w1
+        if w1 == "auto":
+            w1 = "exact" if action_kind == "discrete" else self.default_w1
+        return "w1" if w1 == "exact" else "w1_bound"
 
-    def _parts(self, n_agents: int) -> tuple[str, str, str]:
-        return self.divergence, f"fixed:delta={self.delta!r}", self.solver
+    def _parts(self, n_agents: int, action_kind: str) -> tuple[str, str, str]:
+        return self.divergence(action_kind), f"fixed:delta={self.delta!r}", self.solver
 
 
 @PRESETS.register("wmatrpo-caatr")
@@ -148,14 +170,75 @@ class WMATRPOCAATR(WMATRPO):
 
     summary = "W1 trust region, CAATR radius, primal-dual (eqs. 16-18)"
 
-    def __init__(self, delta: float = 0.1, C: float | None = None, w1: str = "bound",
+    def __init__(self, delta: float = 0.1, C: float | None = None, w1: str = "auto",
                  solver: str = "primal_dual") -> None:
         super().__init__(delta=delta, w1=w1, solver=solver)
         self.C = None if C is None else check_positive("C", C)
 
-    def _parts(self, n_agents: int) -> tuple[str, str, str]:
-        return (self.divergence, _caatr(self.C, n_agents, self.divergence, self.delta),
-                self.solver)
+    def _parts(self, n_agents: int, action_kind: str) -> tuple[str, str, str]:
+        divergence = self.divergence(action_kind)
+        return divergence, _caatr(self.C, n_agents, divergence, self.delta), self.solver
+
+
+@PRESETS.register("wmatrpo-tr")
+class WMATRPOTR(WMATRPO):
+    """W-MATRPO with the W1 trust region held at its radius: the exact W1, a fixed radius,
+    solver ``exact_radius`` (every step's measured W1 within delta).
+
+    Args:
+        delta: the W1 radius (Table 2: 0.1).
+        w1: ``"auto"`` / ``"exact"`` (default: the exact W1) or ``"bound"`` (eq. 31).
+        solver: the solver config string (``exact_radius:direction=natural`` for the
+            Fisher direction).
+    """
+
+    summary = "exact W1 trust region, fixed radius, held at the radius (exact_radius)"
+    default_w1 = "exact"
+
+    def __init__(self, delta: float = 0.1, w1: str = "auto",
+                 solver: str = "exact_radius") -> None:
+        super().__init__(delta=delta, w1=w1, solver=solver)
+
+
+@PRESETS.register("wmatrpo-tr-caatr")
+class WMATRPOTRCAATR(WMATRPOCAATR):
+    """W-MATRPO + CAATR with the W1 trust region held at its radius: the exact W1, CAATR
+    radii with drift in the exact W1, solver ``exact_radius``.
+
+    Args: as ``wmatrpo-caatr``; ``w1`` defaults to the exact W1, ``solver`` to
+    ``exact_radius``.
+    """
+
+    summary = "exact W1 trust region, CAATR radius, held at the radius (exact_radius)"
+    default_w1 = "exact"
+
+    def __init__(self, delta: float = 0.1, C: float | None = None, w1: str = "auto",
+                 solver: str = "exact_radius") -> None:
+        super().__init__(delta=delta, C=C, w1=w1, solver=solver)
+
+
+@PRESETS.register("hatrpo-tr")
+class HATRPOTR(HATRPO):
+    """HATRPO's KL trust region through the same solver as ``wmatrpo-tr``: KL, a fixed
+    radius, ``exact_radius`` (gradient direction, length at the measured KL radius). Against
+    ``wmatrpo-tr`` only the divergence differs.
+
+    Args:
+        delta: the KL radius (Table 2: 0.1).
+        solver: the solver config string (``exact_radius:direction=natural`` gives HATRPO's
+            natural direction with the length at the exact KL radius).
+    """
+
+    summary = "KL trust region, fixed radius, held at the radius (exact_radius)"
+
+    def __init__(self, delta: float = 0.1, solver: str = "exact_radius") -> None:
+        super().__init__(delta)
+        if not isinstance(solver, str) or not solver.strip():
+            raise ValueError(f"solver must be a solver config string, got {solver!r}")
+        self.solver = solver
+
+    def _parts(self, n_agents: int, action_kind: str) -> tuple[str, str, str]:
+        return "kl", f"fixed:delta={self.delta!r}", self.solver
 
 
 @PRESETS.register("happo")
@@ -184,7 +267,7 @@ class HAPPO(_TrustRegionPreset):
         return (f"ppo_clip:clip={self.clip!r},epochs={self.epochs!r},lr={self.lr!r},"
                 f"early_stop={self.early_stop!r}")
 
-    def _parts(self, n_agents: int) -> tuple[str, str, str]:
+    def _parts(self, n_agents: int, action_kind: str) -> tuple[str, str, str]:
         return "kl", f"fixed:delta={self.delta!r}", self._solver()
 
 

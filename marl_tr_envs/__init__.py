@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+from marl_tr_envs.action_geometry import MPE_MOVES, ActionGeometry, action_embeddings
 from marl_tr_envs.diff_game import (
     DiffGame,
     DiffGameEnv,
@@ -42,7 +43,9 @@ from marl_tr_envs.registration import SUITE, make_parallel, register_suite
 from marl_tr_envs.shells import EpisodeSettings, GameEnv, GameParallelEnv, GameVectorEnv
 
 __all__ = [
+    "MPE_MOVES",
     "SUITE",
+    "ActionGeometry",
     "ClimbingGame",
     "ClimbingGameEnv",
     "ClimbingGameParallelEnv",
@@ -61,6 +64,7 @@ __all__ = [
     "PenaltyGameEnv",
     "PenaltyGameParallelEnv",
     "PenaltyGameVectorEnv",
+    "action_embeddings",
     "agent_names",
     "make_parallel",
     "register_suite",

@@ -41,7 +41,7 @@ BAD = [
     # a solver that cannot enforce the divergence, with the reason
     ({"divergence": "w1", "solver": "natural_gradient"}, ValueError,
      r"solver 'natural_gradient' needs a divergence that is smooth at identity .*H\^-1 g.*"
-     r"use solver 'primal_dual'"),
+     r"use solver 'exact_radius' .* or 'primal_dual'"),
     # plain fields
     ({"batch_size": 30, "num_envs": 7}, ValueError,
      r"batch_size \(30\) must be a multiple of num_envs \(7\)"),
@@ -130,6 +130,9 @@ DOCUMENTED = {
     "wmatrpo-caatr": ("w1_bound", "caatr", "primal_dual"),
     "happo": ("kl", "fixed", "ppo_clip"),
     "mappo": ("kl", "fixed", "ppo_clip"),
+    "wmatrpo-tr": ("w1", "fixed", "exact_radius"),
+    "wmatrpo-tr-caatr": ("w1", "caatr", "exact_radius"),
+    "hatrpo-tr": ("kl", "fixed", "exact_radius"),
 }
 ORDER = {"mappo": "simultaneous"}
 
@@ -158,7 +161,7 @@ def test_preset_resolves_to_the_documented_parts(preset):
         assert isinstance(parts.scheduler, CAATR)
         assert parts.scheduler.C == 0.02
         assert parts.scheduler.initial_delta == 0.1
-        assert parts.scheduler.divergence == ("w1" if preset == "hatrpo-caatr" else "w1_bound")
+        assert parts.scheduler.divergence == ("w1_bound" if preset == "wmatrpo-caatr" else "w1")
     assert all(getattr(config, name) is not None for name in PRESET_FIELDS)
 
 
@@ -207,6 +210,25 @@ def test_preset_arguments_override_table2():
     assert resolved.radius == "caatr:C=0.5,divergence=w1,initial_delta=0.2"
     exact = resolve_config(TrainConfig(preset="wmatrpo:w1=exact"), n_agents=3)
     assert exact.divergence == "w1"
+
+
+@pytest.mark.parametrize("preset", ["wmatrpo", "wmatrpo-caatr", "wmatrpo-tr", "wmatrpo-tr-caatr"])
+def test_wmatrpo_presets_use_the_exact_w1_on_categorical_actions(preset):
+    """Eq. 31's bound is for Gaussians: on discrete actions the W-MATRPO presets resolve to the
+    exact W1 (constraint and CAATR drift), and the resolved config says so."""
+    parts = build_parts(TrainConfig(preset=preset, env="ClimbingGame-v0"))
+    parts.env.close()
+    assert parts.config.divergence == "w1"
+    assert parts.divergence.registry_name == "w1"
+    if "caatr" in preset:
+        assert "divergence=w1," in parts.config.radius
+    gaussian = resolve_config(TrainConfig(preset=preset), n_agents=3)
+    assert gaussian.divergence == ("w1" if "-tr" in preset else "w1_bound")
+
+
+def test_the_eq31_bound_asked_for_on_categorical_actions_is_refused():
+    with pytest.raises(ValueError, match=r"w1_bound.*does not support discrete actions"):
+        build_parts(TrainConfig(preset="wmatrpo:w1=bound", env="ClimbingGame-v0"))
 
 
 # ---------------------------------------------------------------------------------------

@@ -138,8 +138,8 @@ def test_unknown_keyword_lists_the_accepted_ones():
 
 def test_a_bad_value_names_it_and_the_accepted_keywords():
     with pytest.raises(ValueError, match=r"Cannot build divergence 'w1' with \{'spacing': -2\}: "
-                                         r"spacing must be > 0.*Accepted keywords: ground, "
-                                         r"method, n_samples, seed, spacing"):
+                                         r"spacing must be > 0.*Accepted keywords: cost, "
+                                         r"embedding, ground, method, n_samples, seed, spacing"):
         DIVERGENCES.build("w1:spacing=-2")
 
 

@@ -463,7 +463,7 @@ def test_primal_dual_shrink_safeguard_lands_on_the_ball(hidden):
 # degenerate gradients: no step, never NaN
 # ---------------------------------------------------------------------------------------
 SOLVER_SPECS = ["natural_gradient", "natural_gradient:line_search=false", "primal_dual",
-                "primal_dual:optimizer=adam"]
+                "primal_dual:optimizer=adam", "exact_radius", "exact_radius:direction=natural"]
 
 
 @pytest.mark.parametrize("spec", SOLVER_SPECS)
@@ -677,7 +677,8 @@ def test_a_degenerate_replica_reports_no_expected_improvement(spec, degenerate):
 
 
 def test_natural_gradient_refuses_a_divergence_not_smooth_at_identity():
-    with pytest.raises(ValueError, match=r"smooth at identity.*use solver 'primal_dual'"):
+    with pytest.raises(ValueError,
+                       match=r"smooth at identity.*use solver 'exact_radius'.*'primal_dual'"):
         NaturalGradient().check_divergence(DIVERGENCES.build("w1"))
     NaturalGradient().check_divergence(DIVERGENCES.build("kl"))  # accepted
 

@@ -16,7 +16,7 @@ A user's divergence is one ``Divergence`` subclass with ``@DIVERGENCES.register(
 
 from __future__ import annotations
 
-from marl_tr.divergences.base import DIVERGENCES, Divergence
+from marl_tr.divergences.base import DIVERGENCES, Divergence, divergences_supporting
 from marl_tr.divergences.hellinger import Hellinger
 from marl_tr.divergences.jensen_shannon import JensenShannon
 from marl_tr.divergences.kl import KL
@@ -33,4 +33,5 @@ __all__ = [
     "Wasserstein1",
     "Wasserstein1Bound",
     "Wasserstein2",
+    "divergences_supporting",
 ]

@@ -11,6 +11,11 @@ offers the two derivatives solvers need, both in *distribution-parameter* space 
 
 Both default to autograd; closed forms override them for speed. Capability flags are class
 attributes so that solvers and schedulers can refuse a pairing at config time.
+
+Transport divergences also expose their ground cost between actions, ``ground_cost(actions,
+candidates)`` (``has_ground_metric``), for solvers that price moves between actions (the exact
+dual of Theorem 1). ``divergences_supporting(Categorical)`` lists the registered divergences
+that fit a kind of action space or a distribution type, for refusal messages.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from torch import Tensor
 from marl_tr.distributions import ActionDistribution, Params
 from marl_tr.registry import Plugin, Registry
 
-__all__ = ["DIVERGENCES", "Divergence"]
+__all__ = ["DIVERGENCES", "Divergence", "divergences_supporting"]
 
 
 class Divergence(Plugin, ABC):
@@ -39,6 +44,8 @@ class Divergence(Plugin, ABC):
         closed_form: exact without sampling or quadrature.
         supported_distributions: the distribution classes the formulas handle; empty means
             any distribution of a supported kind. ``check_supported`` enforces it.
+        has_ground_metric: ``ground_cost`` gives the cost between two actions that the
+            divergence transports mass under (the ``c`` of the paper's eq. 2).
     """
 
     supports_continuous: ClassVar[bool] = True
@@ -48,6 +55,7 @@ class Divergence(Plugin, ABC):
     smooth_at_identity: ClassVar[bool] = False
     closed_form: ClassVar[bool] = False
     supported_distributions: ClassVar[tuple[type[ActionDistribution], ...]] = ()
+    has_ground_metric: ClassVar[bool] = False
 
     # -- value --------------------------------------------------------------------------
     def __call__(self, old: ActionDistribution, new: ActionDistribution) -> Tensor:
@@ -85,13 +93,14 @@ class Divergence(Plugin, ABC):
         if not self.supports(dist):
             raise ValueError(
                 f"{self!r} does not support {dist.kind} actions ({type(dist).__name__}); "
-                f"it supports {self.supported_kinds()}"
+                f"it supports {self.supported_kinds()}; {_fitting(type(dist))}"
             )
         allowed = self.supported_distributions
         if allowed and not isinstance(dist, allowed):
             names = ", ".join(cls.__name__ for cls in allowed)
             raise ValueError(
-                f"{self!r} has no formula for {type(dist).__name__}; it handles {names}"
+                f"{self!r} has no formula for {type(dist).__name__}; it handles {names}; "
+                f"{_fitting(type(dist))}"
             )
 
     @classmethod
@@ -99,6 +108,29 @@ class Divergence(Plugin, ABC):
         kinds = [k for k, ok in (("continuous", cls.supports_continuous),
                                  ("discrete", cls.supports_discrete)) if ok]
         return " and ".join(kinds) or "nothing"
+
+    # -- ground cost ----------------------------------------------------------------------
+    def ground_cost(
+        self, actions: Tensor, candidates: Tensor, *, dtype: torch.dtype | None = None
+    ) -> Tensor:
+        """The ground cost ``c(a, a')`` between each action and its candidate actions.
+
+        Args:
+            actions: continuous ``[N, d]`` (float) or discrete ``[N]`` (integer).
+            candidates: continuous ``[N, K, d]`` or discrete ``[N, K]``.
+            dtype: the result's dtype for discrete actions (default: torch's default dtype).
+
+        Returns:
+            ``[N, K]``: ``c(actions[n], candidates[n, k])``.
+
+        Raises:
+            NotImplementedError: the divergence transports no mass under a ground cost
+                (``has_ground_metric`` is False).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no ground cost between actions (has_ground_metric is "
+            "False); use a transport divergence such as 'w1'"
+        )
 
     # -- derivatives in distribution-parameter space ------------------------------------
     def grad_new(self, old: ActionDistribution, new: ActionDistribution) -> Params:
@@ -125,6 +157,13 @@ class Divergence(Plugin, ABC):
         analytic_hvp = cls.hvp is not Divergence.hvp or not self.smooth_at_identity
         return analytic_grad and analytic_hvp
 
+    def homogeneous(self, dist: ActionDistribution) -> bool:
+        """Whether ``D(old, old + t u) = t D(old, old + u)`` for ``t >= 0`` and displacements
+        ``u`` of ``dist``'s parameters (while they stay valid): positively homogeneous of
+        order 1, like a norm of the step. Solvers then get the step length that reaches a
+        radius along a linear ray in closed form. Default: ``False`` (no claim)."""
+        return False
+
     def diagonal_hessian(self, dist: ActionDistribution) -> bool:
         """Whether ``hvp`` at ``dist`` is diagonal in ``dist.params()`` coordinates (each
         parameter's curvature independent of the others). Solvers then solve exactly
@@ -150,6 +189,49 @@ class Divergence(Plugin, ABC):
             grads = _gradient(value, leaves, create_graph=True)
             dot = sum((g * t.detach()).sum() for g, t in zip(grads, tangent))
             return _gradient(dot, leaves)
+
+
+def divergences_supporting(
+    dist_type_or_kind: str | type[ActionDistribution] | ActionDistribution,
+) -> list[str]:
+    """The registered divergences (canonical names, sorted) that can evaluate a kind of action
+    space or a distribution type, judged by their class flags (``supports_continuous`` /
+    ``supports_discrete`` and ``supported_distributions``).
+
+    Args:
+        dist_type_or_kind: ``"continuous"`` or ``"discrete"``, an ``ActionDistribution``
+            subclass (``Categorical``) or an instance of one.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(dist_type_or_kind, ActionDistribution):
+        dist_type_or_kind = type(dist_type_or_kind)
+    if isinstance(dist_type_or_kind, type) and issubclass(dist_type_or_kind, ActionDistribution):
+        kind, dist_type = dist_type_or_kind.kind, dist_type_or_kind
+    elif dist_type_or_kind in ("continuous", "discrete"):
+        kind, dist_type = dist_type_or_kind, None
+    else:
+        raise ValueError(
+            "dist_type_or_kind must be 'continuous', 'discrete' or an ActionDistribution type, "
+            f"got {dist_type_or_kind!r}"
+        )
+    names = []
+    for name in DIVERGENCES.names():
+        cls = DIVERGENCES.get(name)
+        if not getattr(cls, f"supports_{kind}", False):
+            continue
+        allowed = cls.supported_distributions
+        if dist_type is not None and allowed and not issubclass(dist_type, allowed):
+            continue
+        names.append(name)
+    return names
+
+
+def _fitting(dist_type: type[ActionDistribution]) -> str:
+    """``"divergences that fit Categorical: hellinger, js, ..."`` for refusal messages."""
+    names = divergences_supporting(dist_type)
+    return f"divergences that fit {dist_type.__name__}: {', '.join(names) or '(none)'}"
 
 
 def _gradient(output: Tensor, leaves: Params, create_graph: bool = False) -> Params:

@@ -208,24 +208,55 @@ class AgentProblem:
         return per_state_rows(torch.from_numpy(values).to(self.weights.dtype).unsqueeze(1),
                               self.batch_size)
 
-    def fisher_product(self, vector: Tensor) -> Tensor:
+    def fisher_product(self, vector: Tensor, divergence: Divergence | None = None) -> Tensor:
         """``H v`` per replica, ``H`` the Hessian of ``E_s D(old, pi_theta)`` at the old
         parameters: ``J^T H_dist J v / B`` (exact at identity, where the gradient of D is 0).
+
+        ``divergence`` (default: the trust region's) must be smooth at identity; a solver may
+        take its direction from another divergence's curvature than the one it enforces
+        (e.g. the Fisher/KL natural direction under a W1 constraint).
         """
+        divergence = divergence or self.divergence
         lin = self.old_linearization
-        tangent = self.divergence.hvp(self.old_dist, lin.jvp(vector))
+        tangent = divergence.hvp(self.old_dist, lin.jvp(vector))
         return lin.vjp(tangent) / self.batch_size
 
-    def curvature_diagonal(self) -> Tensor | None:
+    def curvature_diagonal(self, divergence: Divergence | None = None) -> Tensor | None:
         """The diagonal of ``H`` (see ``fisher_product``) when ``H`` is diagonal, else ``None``.
 
         ``H = J^T H_dist J / B`` is diagonal when each parameter moves one distribution
         parameter of its own (a separable Jacobian) and the divergence's Hessian is diagonal
         in distribution parameters; then one product with the all-ones vector gives it.
         """
-        if self.old_linearization.separable and self.divergence.diagonal_hessian(self.old_dist):
-            return self.fisher_product(torch.ones_like(self.old_params))
+        divergence = divergence or self.divergence
+        if self.old_linearization.separable and divergence.diagonal_hessian(self.old_dist):
+            return self.fisher_product(torch.ones_like(self.old_params), divergence)
         return None
+
+    def tangent_divergence(self, direction: Tensor) -> np.ndarray:
+        """``lim_{e -> 0+} E_s D(old, old + e J d) / e`` per replica ``[R]``: the slope of the
+        divergence along the linearised ray in distribution-parameter space.
+
+        Exact for divergences positively homogeneous in the displacement of ``dist``'s
+        parameters (``Divergence.homogeneous``), where ``D(old, old + e u) = e D(old, old + u)``
+        for every ``e`` that keeps the parameters valid; it is measured at the largest such
+        ``e <= 1`` of each state (``ActionDistribution.step_limit``).
+        """
+        tangent = self.old_linearization.jvp(direction)
+        if self.state_independent:  # one state per replica stands for all
+            base = self.old_state_dist
+            tangent = tuple(u[::self.batch_size] for u in tangent)
+        else:
+            base = self.old_dist
+        with torch.no_grad():
+            scale = base.step_limit(tangent)  # [rows]
+            column = scale.unsqueeze(1)
+            moved = type(base).from_params(tuple(p + column * u for p, u in zip(base.params(),
+                                                                               tangent)))
+            values = self.divergence.compute(base, moved) / scale
+            if not self.state_independent:
+                values = self.per_replica_mean(values)
+        return to_numpy(values)
 
     # -- evaluation and parameter moves -------------------------------------------------
     def evaluate(self) -> Evaluation:

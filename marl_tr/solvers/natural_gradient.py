@@ -27,7 +27,7 @@ from marl_tr.solvers.base import (
 )
 from marl_tr.validation import check_in_range, check_int, check_non_negative, check_positive
 
-__all__ = ["NaturalGradient", "conjugate_gradient"]
+__all__ = ["NaturalGradient", "conjugate_gradient", "natural_direction"]
 
 
 def conjugate_gradient(
@@ -69,6 +69,31 @@ def conjugate_gradient(
         rr = torch.where(good, rr_new, rr)
         active = good & (rr > stop)
     return x, residual
+
+
+def natural_direction(
+    problem: AgentProblem, gradient: Tensor, damping: float, iterations: int = 10,
+    tolerance: float = 1e-10, divergence: Divergence | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``x = (H + damping I)^-1 g``, ``x^T (H + damping I) x`` and ``g^T x`` per replica
+    (each ``[R]`` after ``x [R, P]``), ``H`` the Hessian of ``divergence`` (default: the
+    problem's) at the old policy.
+
+    By conjugate gradient; when ``H`` is diagonal (``AgentProblem.curvature_diagonal``) by
+    exact division, the solution CG converges to (then the last two agree).
+    """
+    diagonal = problem.curvature_diagonal(divergence)
+    if diagonal is not None:
+        direction = gradient / (diagonal + damping)
+        alignment = (direction * gradient).sum(1)
+        return direction, alignment, alignment
+
+    def matvec(v: Tensor) -> Tensor:
+        return problem.fisher_product(v, divergence) + damping * v
+
+    direction, residual = conjugate_gradient(matvec, gradient, iterations, tolerance)
+    return (direction, (direction * (gradient - residual)).sum(1),
+            (direction * gradient).sum(1))
 
 
 @SOLVERS.register("natural_gradient", aliases=("ng", "trpo"))
@@ -119,31 +144,16 @@ class NaturalGradient(Solver):
             raise ValueError(
                 f"solver 'natural_gradient' needs a divergence that is smooth at identity "
                 f"(it steps along H^-1 g with H the divergence's Hessian), but "
-                f"{divergence.spec()!r} is not; use solver 'primal_dual' for it"
+                f"{divergence.spec()!r} is not; use solver 'exact_radius' (holds any divergence "
+                "at its radius) or 'primal_dual' (eqs. 16-18) for it"
             )
 
     def natural_direction(self, problem: AgentProblem,
                           gradient: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``x = (H + damping I)^-1 g``, ``x^T (H + damping I) x`` and ``g^T x`` per replica.
-
-        By conjugate gradient; when ``H`` is diagonal (``AgentProblem.curvature_diagonal``)
-        by exact division, the solution CG converges to (then the last two agree).
-        """
-        damping = self.cg_damping
-        diagonal = problem.curvature_diagonal()
-        if diagonal is not None:
-            direction = gradient / (diagonal + damping)
-            alignment = (direction * gradient).sum(1)
-            return direction, alignment, alignment
-
-        def matvec(v: Tensor) -> Tensor:
-            return problem.fisher_product(v) + damping * v
-
-        direction, residual = conjugate_gradient(
-            matvec, gradient, self.cg_iterations, self.cg_tolerance
-        )
-        return (direction, (direction * (gradient - residual)).sum(1),
-                (direction * gradient).sum(1))
+        """``natural_direction`` with this solver's CG settings and the trust region's
+        divergence."""
+        return natural_direction(problem, gradient, self.cg_damping, self.cg_iterations,
+                                 self.cg_tolerance)
 
     def fractions(self) -> np.ndarray:
         """The line search's step fractions ``coef^0, coef^1, ...``."""

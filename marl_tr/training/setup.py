@@ -16,13 +16,14 @@ import torch
 from gymnasium import spaces
 
 from marl_tr.config import LIBRARY_DEFAULTS, PRESET_FIELDS, TrainConfig
-from marl_tr.divergences import DIVERGENCES, Divergence
+from marl_tr.divergences import DIVERGENCES, Divergence, divergences_supporting
 from marl_tr.policies import POLICIES, Policy
 from marl_tr.presets import PRESETS
 from marl_tr.radius import RADIUS_SCHEDULERS, RadiusScheduler
 from marl_tr.solvers import SOLVERS, Solver
 from marl_tr.training.critic import Critic
 from marl_tr.training.env_adapters import MultiAgentVecEnv, make_env
+from marl_tr_envs.action_geometry import action_embeddings
 
 __all__ = ["RunParts", "build_parts", "resolve_config"]
 
@@ -43,10 +44,16 @@ class RunParts:
     dtype: torch.dtype
 
 
-def resolve_config(config: TrainConfig, n_agents: int) -> TrainConfig:
-    """Fill unset preset fields: user value > preset value > library default."""
+def resolve_config(config: TrainConfig, n_agents: int,
+                   action_kind: str = "continuous") -> TrainConfig:
+    """Fill unset preset fields: user value > preset value > library default.
+
+    ``action_kind`` (``"continuous"`` or ``"discrete"``) lets a preset fit its parts to the
+    team's actions (e.g. W-MATRPO's eq. 31 bound is for Gaussians only).
+    """
     values: dict[str, Any] = {}
-    preset_settings = PRESETS.build(config.preset).settings(n_agents) if config.preset else {}
+    preset_settings = (PRESETS.build(config.preset).settings_for(n_agents, action_kind)
+                       if config.preset else {})
     for name in PRESET_FIELDS:
         current = getattr(config, name)
         if current is None:
@@ -145,10 +152,14 @@ def build_parts(config: TrainConfig, env: MultiAgentVecEnv | None = None) -> Run
             f"{num_envs * config.replicas} ({config.replicas} replicas of {num_envs})"
         )
     try:
-        resolved = resolve_config(config, env.n_agents)
+        discrete = all(isinstance(space, spaces.Discrete) for space in env.action_spaces)
+        resolved = resolve_config(config, env.n_agents, "discrete" if discrete else "continuous")
         resolved.validate()
         _check_replicable(resolved, env)
         divergence = DIVERGENCES.build(resolved.divergence)
+        if getattr(divergence, "uses_env_action_geometry", False):
+            source = env.envs[0] if hasattr(env, "envs") else env  # a PettingZoo copy
+            divergence.bind_action_geometry(action_embeddings(source, env.agents))
         scheduler = RADIUS_SCHEDULERS.build(resolved.radius)
         solver = SOLVERS.build(resolved.solver)
         solver.check_divergence(divergence)
@@ -163,7 +174,9 @@ def build_parts(config: TrainConfig, env: MultiAgentVecEnv | None = None) -> Run
                 if not getattr(divergence, f"supports_{kind}"):
                     raise ValueError(
                         f"divergence {divergence.spec()!r} does not support {kind} actions; "
-                        f"it supports {divergence.supported_kinds()}"
+                        f"it supports {divergence.supported_kinds()}; divergences that fit "
+                        f"{kind} actions: {', '.join(divergences_supporting(kind))}"
+                        + _hint(divergence)
                     )
             critic = Critic(
                 env.state_dim, hidden=resolved.critic_hidden, lr=resolved.critic_lr,
@@ -174,6 +187,13 @@ def build_parts(config: TrainConfig, env: MultiAgentVecEnv | None = None) -> Run
         env.close()
         raise
     return RunParts(resolved, env, policies, critic, divergence, scheduler, solver, dtype)
+
+
+def _hint(divergence: Divergence) -> str:
+    """A pointer to the exact W1 where the paper's eq. 31 bound was asked for discrete actions."""
+    if divergence.registry_name == "w1_bound":
+        return " (eq. 31 bounds W1 between Gaussians only; 'w1' is the exact W1)"
+    return ""
 
 
 class _default_dtype:

@@ -7,9 +7,27 @@ import torch
 
 from marl_tr.distributions import ActionDistribution, Categorical, DiagGaussian
 from marl_tr.divergences import DIVERGENCES, Divergence
+from marl_tr_envs import MPE_MOVES
 
 NAMES = DIVERGENCES.names()
 BATCH = 7
+# options that change what a registered divergence computes (categoricals here have 5 actions)
+OPTIONS = [
+    "w1:cost=((0,1,2,1,1),(1,0,1,2,2),(2,1,0,1,1),(1,2,1,0,2),(1,2,1,2,0))",  # a metric
+    "w1:cost=((0,9,1,1,1),(1,0,1,1,1),(1,1,0,2,1),(1,1,1,0,1),(1,1,1,1,0))",  # no metric
+    "w1:embedding=((0,0),(-1,0),(1,0),(0,-1),(0,1))",  # (ground=l2 refuses 3-D Gaussians)
+    "w1:embedding=env",
+]
+CASES = NAMES + OPTIONS
+
+
+def _build(case: str) -> Divergence:
+    """The divergence a name or config string gives, with the MPE moves bound to
+    ``embedding=env`` (as the training setup binds an env's declared geometry)."""
+    divergence = DIVERGENCES.build(case)
+    if getattr(divergence, "uses_env_action_geometry", False):
+        divergence.bind_action_geometry([MPE_MOVES, MPE_MOVES])
+    return divergence
 
 
 def _supported_pairs(divergence: Divergence, gaussians, categoricals, dtype=torch.float64):
@@ -37,21 +55,21 @@ def test_the_builtins_are_registered():
     }
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_builds_from_defaults_and_round_trips_its_spec(name):
-    divergence = DIVERGENCES.build(name)
+@pytest.mark.parametrize("case", CASES)
+def test_builds_from_defaults_and_round_trips_its_spec(case):
+    divergence = _build(case)
     assert isinstance(divergence, Divergence)
-    assert type(divergence).registry_name == name
+    assert type(divergence).registry_name == case.split(":")[0]
     assert DIVERGENCES.build(divergence.spec()) == divergence
     assert divergence.supports_continuous or divergence.supports_discrete
     if divergence.is_metric:
         assert divergence.symmetric
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_values_are_finite_non_negative_and_shaped_per_state(name, dtype, gaussians, categoricals):
-    divergence = DIVERGENCES.build(name)
+    divergence = _build(name)
     for label, old, new in _supported_pairs(divergence, gaussians, categoricals, dtype):
         value = divergence(old, new)
         assert value.shape == (BATCH,), label
@@ -63,9 +81,9 @@ def test_values_are_finite_non_negative_and_shaped_per_state(name, dtype, gaussi
             torch.testing.assert_close(divergence(new, old), value, msg=label)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_zero_at_identity_with_finite_gradients(name, gaussians, categoricals):
-    divergence = DIVERGENCES.build(name)
+    divergence = _build(name)
     for label, old, _ in _supported_pairs(divergence, gaussians, categoricals):
         same, leaves = _with_grad(old)
         value = divergence(old, same)
@@ -80,18 +98,18 @@ def test_zero_at_identity_with_finite_gradients(name, gaussians, categoricals):
                 torch.testing.assert_close(analytic_part, torch.zeros_like(leaf), msg=label)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_grad_new_is_shaped_like_the_parameters(name, gaussians, categoricals):
-    divergence = DIVERGENCES.build(name)
+    divergence = _build(name)
     for label, old, new in _supported_pairs(divergence, gaussians, categoricals):
         gradient = divergence.grad_new(old, new)
         assert [g.shape for g in gradient] == [p.shape for p in new.params()], label
         assert all(torch.isfinite(g).all() for g in gradient), label
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_hvp_exists_exactly_where_smooth(name, gaussians, categoricals):
-    divergence = DIVERGENCES.build(name)
+    divergence = _build(name)
     for label, old, _ in _supported_pairs(divergence, gaussians, categoricals):
         tangent = tuple(torch.ones_like(p) for p in old.params())
         if divergence.smooth_at_identity:
@@ -103,9 +121,9 @@ def test_hvp_exists_exactly_where_smooth(name, gaussians, categoricals):
                 divergence.hvp(old, tangent)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_refuses_unsupported_kinds_and_mismatched_inputs(name, gaussians, categoricals):
-    divergence = DIVERGENCES.build(name)
+    divergence = _build(name)
     gaussian = gaussians(BATCH, 2, seed=74)
     categorical = categoricals(BATCH, 4, seed=75)
     if not divergence.supports_discrete:
@@ -125,12 +143,12 @@ def test_refuses_unsupported_kinds_and_mismatched_inputs(name, gaussians, catego
         divergence.grad_new(supported, mismatched)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_refuses_a_distribution_type_it_has_no_formula_for(name):
     class SquashedGaussian(DiagGaussian):
         """A continuous distribution the closed forms were not written for."""
 
-    divergence = DIVERGENCES.build(name)
+    divergence = _build(name)
     dist = SquashedGaussian(torch.zeros(2, 1), torch.ones(2, 1))
     if divergence.supported_distributions and not isinstance(
         dist, divergence.supported_distributions

@@ -8,6 +8,11 @@ import torch
 from marl_tr.distributions import ActionDistribution
 from marl_tr.divergences import DIVERGENCES, Divergence
 
+MPE = "((0,0),(-1,0),(1,0),(0,-1),(0,1))"  # MPE's moves as 2-D points
+W1_METRIC = "w1:cost=((0,1,2,1,1),(1,0,1,2,2),(2,1,0,1,1),(1,2,1,0,2),(1,2,1,2,0))"
+W1_NON_METRIC = "w1:cost=((0,9,1,1,1),(1,0,1,1,1),(1,1,0,2,1),(1,1,1,0,1),(1,1,1,1,0))"
+W1_MPE_L2 = f"w1:embedding={MPE},ground=l2"
+
 # (config string, distribution kind, action dimension or number of actions)
 FORMULAS = [
     ("kl", "gaussian", 3),
@@ -19,6 +24,10 @@ FORMULAS = [
     ("w1:method=pot,n_samples=64", "gaussian", 2),
     ("w1:method=pot", "categorical", 5),
     ("w1:method=pot,ground=l2,n_samples=16", "gaussian", 2),
+    (W1_METRIC, "categorical", 5),
+    (W1_NON_METRIC, "categorical", 5),
+    (W1_MPE_L2, "categorical", 5),
+    (f"w1:method=pot,embedding={MPE}", "categorical", 5),
     ("w1_bound", "gaussian", 3),
     ("w2", "gaussian", 3),
     ("w2", "categorical", 5),
@@ -35,6 +44,7 @@ FORMULAS = [
 ]
 ANALYTIC_GRADIENTS = [case for case in FORMULAS if case[0].split(":")[0] in ("kl", "w1_bound")]
 ANALYTIC_GRADIENTS += [("w1", "gaussian", 3), ("w1", "categorical", 5)]
+ANALYTIC_GRADIENTS += [(spec, "categorical", 5) for spec in (W1_METRIC, W1_NON_METRIC, W1_MPE_L2)]
 SMOOTH = [case for case in FORMULAS if case[0].split(":")[0] in ("kl", "js", "hellinger")]
 
 

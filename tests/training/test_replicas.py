@@ -29,6 +29,9 @@ CASES = {
                    env_kwargs={"n": 3}),
     "greedy": dict(divergence="kl", radius="greedy", env_kwargs={"n": 3}),
     "happo": dict(preset="happo", env_kwargs={"n": 3}),
+    "wmatrpo-tr-caatr": dict(preset="wmatrpo-tr-caatr", env_kwargs={"n": 3}),
+    "exact-radius-categorical-mlp": dict(env="ClimbingGame-v0", solver="exact_radius",
+                                         divergence="w1", policy_hidden=(4,)),
     "mappo-early-stop": dict(preset="mappo:early_stop=true,delta=0.01", env_kwargs={"n": 3}),
 }
 

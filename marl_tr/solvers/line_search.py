@@ -1,0 +1,191 @@
+"""Step lengths measured along a ray: the radius search the trust-region solvers share.
+
+Along a parameter ray ``theta(t) = theta_old + t d`` (``d [R, P]`` per replica), the measured
+constraint ``D(t) = E_s D(pi_old, pi_theta(t))`` is 0 at ``t = 0``. ``radius_step`` finds, per
+replica, a length ``t`` with
+
+    ``(1 - rtol) delta <= D(t) <= delta``        (never above ``delta``: it is measured)
+
+by a safeguarded secant search in ``(log t, log D)``: a divergence that behaves like
+``c t^p`` near the old policy (``p = 1`` for W1 and other norms of the step, ``p = 2`` for
+divergences smooth at identity such as KL) is hit in one step from either end of the
+bracket ``[lo, hi]`` (``D(lo) <= delta < D(hi)``), and geometric bisection takes over when
+the secant leaves the bracket. Each round evaluates the trial length times ``fractions`` in
+one batched pass (a line search's backtracking lengths come for free with a policy whose
+candidates batch) and every evaluated length refines the bracket. Replicas search in
+lockstep and never influence each other. ``max_t`` caps the length (``max_t = 1`` shrinks a
+proposed step back into the ball, and keeps it whole when it is inside already).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from marl_tr.solvers.base import AgentProblem
+
+__all__ = ["RayPoint", "radius_step"]
+
+
+@dataclass
+class RayPoint:
+    """Where the search stopped, per replica (arrays ``[R]``).
+
+    Attributes:
+        t: the step length (0 where no feasible length was found or the replica was inactive).
+        divergence: ``D(t)`` measured there (0 at ``t = 0``).
+        gain: the surrogate gain ``E[M (ratio - 1)]`` there.
+        log_prob: ``log pi_theta(t)(a_i)`` per sample ``[R*B]`` (the old ones at ``t = 0``).
+        rounds: the batched evaluations the replica used.
+        hit: whether ``D(t)`` reached the band ``[(1 - rtol) delta, delta]`` (or ``t == max_t``
+            inside the ball).
+        lengths / gains / divergences ``[R, K]`` and log_probs ``[R, K, B]``: the round in
+            which a replica hit, all ``K`` lengths of it (``t`` is one of them); NaN lengths
+            where the replica did not hit.
+    """
+
+    t: np.ndarray
+    divergence: np.ndarray
+    gain: np.ndarray
+    log_prob: Tensor
+    rounds: np.ndarray
+    hit: np.ndarray
+    lengths: np.ndarray
+    gains: np.ndarray
+    divergences: np.ndarray
+    log_probs: Tensor
+
+
+def _next_length(lo: np.ndarray, d_lo: np.ndarray, hi: np.ndarray, d_hi: np.ndarray,
+                 target: np.ndarray, order: float, max_growth: float,
+                 max_t: float) -> np.ndarray:
+    """The next trial length per replica from the bracket ``[lo, hi]`` and its values."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        upper_known = np.isfinite(hi)
+        lower_known = lo > 0
+        both = upper_known & lower_known & (d_lo > 0) & np.isfinite(d_hi)
+        slope = np.log(d_hi / d_lo) / np.log(hi / lo)
+        secant = lo * np.exp(np.log(target / d_lo) / slope)  # in (log t, log D)
+        # one end known: the power law D ~ c t^order through it
+        from_hi = hi * (target / d_hi) ** (1.0 / order)
+        from_lo = np.where(d_lo > 0, lo * (target / d_lo) ** (1.0 / order), lo * max_growth)
+        proposal = np.where(both & (slope > 0), secant, np.where(lower_known, from_lo, from_hi))
+        proposal = np.where(lower_known, np.minimum(proposal, lo * max_growth), proposal)
+        proposal = np.minimum(proposal, max_t)
+        # strictly inside the bracket, away from its ends; else bisect it geometrically
+        width = np.where(upper_known, hi - lo, np.inf)
+        inside = (proposal > lo + 1e-3 * width) & (proposal < hi - 1e-3 * width)
+        middle = np.where(lower_known, np.sqrt(lo * hi), hi * 1e-3)
+        usable = np.isfinite(proposal) & (proposal > 0)
+        return np.where(upper_known & ~(inside & usable), middle,
+                        np.where(usable, proposal, np.nan))
+
+
+def radius_step(
+    problem: AgentProblem,
+    direction: Tensor,
+    initial: np.ndarray,
+    *,
+    order: float = 1.0,
+    active: np.ndarray | None = None,
+    rtol: float = 1e-3,
+    max_rounds: int = 30,
+    max_growth: float = 1e3,
+    max_t: float = math.inf,
+    fractions: Sequence[float] = (1.0,),
+) -> RayPoint:
+    """Per replica, the longest measured step along ``direction`` inside the radius, up to
+    the band ``[(1 - rtol) delta, delta]``.
+
+    Args:
+        problem: the update position's problem (its policy holds the old parameters).
+        direction: ``d [R, P]``.
+        initial: first trial lengths ``[R]`` (> 0), e.g. a closed form or a quadratic model.
+        order: the assumed power ``p`` of ``D ~ c t^p`` while one end of the bracket is known.
+        active: ``[R]`` replicas to search (others report ``t = 0``).
+        rtol: relative width of the accepted band below ``delta``.
+        max_rounds: at most this many batched evaluations.
+        max_growth: a trial grows at most this factor past the longest feasible one.
+        max_t: the longest length allowed (``D(max_t) <= delta`` ends the search there).
+        fractions: ``K`` multiples of the trial length evaluated each round, decreasing,
+            the first 1.
+
+    Returns:
+        A ``RayPoint``. Where ``hit`` is false the longest feasible length found is returned
+        (its divergence below the band), or ``t = 0`` if none was.
+    """
+    replicas, rows_per_replica = problem.replicas, problem.batch_size
+    fractions = np.asarray(fractions, dtype=np.float64)
+    k = len(fractions)
+    active = np.ones(replicas, dtype=bool) if active is None else np.asarray(active, bool)
+    radius = problem.radius
+    target = radius * (1.0 - 0.5 * rtol)  # aim inside the band, away from its edges
+    floor = radius * (1.0 - rtol)
+    lo, d_lo, g_lo = np.zeros(replicas), np.zeros(replicas), np.zeros(replicas)
+    hi, d_hi = np.full(replicas, np.inf), np.full(replicas, np.inf)
+    rounds = np.zeros(replicas)
+    hit = np.zeros(replicas, dtype=bool)
+    log_prob = problem.old_log_prob
+    kept_lengths = np.full((replicas, k), np.nan)
+    kept_gains, kept_divergences = np.zeros((replicas, k)), np.zeros((replicas, k))
+    kept_log_probs: Tensor | None = None
+    t = np.where(active, np.minimum(np.asarray(initial, dtype=np.float64), max_t), 0.0)
+    searching = active & np.isfinite(t) & (t > 0)
+    column_cache = torch.from_numpy(fractions).to(direction.dtype).view(1, -1, 1)
+    rows = np.arange(replicas)
+    for _ in range(max_rounds):
+        if not searching.any():
+            break
+        trial = np.where(searching, t, 0.0)
+        lengths = trial[:, None] * fractions  # [R, K]
+        scale = torch.from_numpy(trial).to(direction.dtype).view(-1, 1, 1) * column_cache
+        candidates = problem.old_params.unsqueeze(1) + scale * direction.unsqueeze(1)
+        gains, divergences, log_probs = problem.evaluate_candidates(candidates)
+        rounds += searching
+        with np.errstate(invalid="ignore"):
+            inside = (searching[:, None] & np.isfinite(divergences) & np.isfinite(gains)
+                      & (divergences <= radius[:, None]))
+        over = searching[:, None] & ~inside & (lengths > 0)
+        # the longest feasible length of this round, and the shortest overshoot above it
+        best = np.where(inside, lengths, -1.0).argmax(1)
+        better = inside[rows, best] & (lengths[rows, best] > lo)
+        if better.any():
+            lo = np.where(better, lengths[rows, best], lo)
+            d_lo = np.where(better, divergences[rows, best], d_lo)
+            g_lo = np.where(better, gains[rows, best], g_lo)
+            flat = torch.from_numpy(best + rows * k)
+            chosen = log_probs.flatten(0, 1).index_select(0, flat).reshape(-1)
+            mask = torch.from_numpy(better).repeat_interleave(rows_per_replica)
+            log_prob = torch.where(mask, chosen, log_prob)
+        above = over & (lengths > lo[:, None]) & (lengths < hi[:, None])
+        if above.any():
+            shortest = np.where(above, lengths, np.inf).argmin(1)
+            found = above[rows, shortest]
+            measured = divergences[rows, shortest]
+            hi = np.where(found, lengths[rows, shortest], hi)
+            d_hi = np.where(found, np.where(np.isfinite(measured), measured, np.inf), d_hi)
+        done = better & ((d_lo >= floor) | (lo >= max_t))
+        if done.any():
+            hit |= done
+            kept_lengths = np.where(done[:, None], lengths, kept_lengths)
+            kept_gains = np.where(done[:, None], gains, kept_gains)
+            kept_divergences = np.where(done[:, None], divergences, kept_divergences)
+            mask = torch.from_numpy(done).view(-1, 1, 1)
+            kept_log_probs = (torch.where(mask, log_probs, kept_log_probs)
+                              if kept_log_probs is not None
+                              else torch.where(mask, log_probs, torch.zeros_like(log_probs)))
+            searching &= ~done
+        if not searching.any():
+            break
+        t = _next_length(lo, d_lo, hi, d_hi, target, order, max_growth, max_t)
+        searching &= np.isfinite(t) & (t > 0)
+    if kept_log_probs is None:
+        kept_log_probs = torch.zeros(replicas, k, rows_per_replica,
+                                     dtype=problem.old_log_prob.dtype)
+    return RayPoint(lo, d_lo, g_lo, log_prob, rounds, hit, kept_lengths, kept_gains,
+                    kept_divergences, kept_log_probs)

@@ -1,0 +1,419 @@
+"""The exact discrete dual of the Wasserstein trust-region step (Theorem 1, Corollary 1).
+
+Contract. One agent's step on a finite candidate set: ``B`` samples with masses ``w_b``
+(summing to 1), each with ``K`` candidate actions, the advantage ``A_bk`` of moving sample
+``b``'s action to candidate ``k`` and the transport cost ``c_bk >= 0`` of that move (each row
+has a zero-cost candidate: the sample's own action). The primal problem is the linear
+program over transport plans
+
+    max_{P >= 0}  sum_bk P_bk A_bk   s.t.  sum_k P_bk = w_b,   sum_bk P_bk c_bk <= delta,
+
+and its dual (eqs. 4-5) is the one-dimensional convex, piecewise-linear problem
+
+    min_{lam >= 0} g(lam),   g(lam) = lam delta + sum_b w_b max_k (A_bk - lam c_bk).
+
+Strong duality holds (Theorem 1): ``g(lam*)`` is the LP optimum. The optimal plan
+(Corollary 1, eqs. 22-25) pushes each sample through the *closest* maximiser map ``T`` (the
+cheapest candidate in the row's argmax set, eq. 22) with weight ``1 - t`` and through the
+*furthest* one ``T_bar`` (eq. 23) with weight ``t``, one global ``t`` chosen so that the
+expected cost is exactly ``delta`` when the constraint binds (eq. 24). **Here ``t`` weights
+the furthest map**, so ``t = 0`` is the closest map. When ``lam* = 0`` the plan is the
+closest map at 0: the paper's "``t* = 0`` if ``lam* = 0``" (its ``t*`` weights the closest
+map, eq. 25) would select the furthest one, which may cost more than ``delta``.
+
+Method, exact to rounding. ``h(lam) = sum_b w_b c_b(T_lam(b))`` with the closest maximiser
+is non-increasing and right-continuous, and the subdifferential of ``g`` at ``lam`` is
+``[delta - h_furthest(lam), delta - h_closest(lam)]``. If ``h(0) <= delta`` then ``lam* = 0``.
+Otherwise ``lam*`` lies in a bracket ``(lo, hi]`` with ``h(lo) > delta >= h(hi)``, starting
+from ``hi = 2 (max A - min A) / min{c > 0}`` where every sample stays put. Each iteration,
+for all replicas at once, takes one *breakpoint step* (from the closest map valid just below
+``hi``, the next breakpoint is ``max_b max_{k: c_bk > c_cur} (A_bk - A_cur) / (c_bk - c_cur)``;
+if the furthest map there costs ``>= delta`` it is ``lam*``) and one bisection step on ``h``.
+The breakpoint steps make the answer exact; the bisection steps bound the iteration count
+by about ``log2`` of the number of breakpoints (plus a few), whatever their spacing.
+
+Ties. At a breakpoint the tied regularised values ``S_bk = A_bk - lam c_bk`` agree only to
+rounding, so candidate ``k`` ties with the row maximiser ``j`` when
+``S_bj - S_bk <= tie_rtol * (|A_bk| + lam c_bk + |A_bj| + lam c_bj)`` (default
+:data:`TIE_RTOL` ``= 1e-12``, about 4500 machine epsilons of the terms involved). Near-ties
+within that tolerance are treated as ties, which moves the returned value by at most the
+tolerance. Among candidates of equal cost in a tie set, the lowest index is chosen.
+
+Everything is computed in float64 numpy; torch inputs are detached, moved to the CPU and
+cast to float64. Outputs are numpy arrays. Bad input raises a ``ValueError`` naming the
+argument before any work starts. Costs whose spread times the value range overflows float64
+(``(max A - min A) * max c / min{c > 0}`` above about ``1e300``) are not supported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from marl_tr.validation import check_in_range
+
+__all__ = [
+    "MAX_ITERATIONS",
+    "TIE_RTOL",
+    "WEIGHT_SUM_RTOL",
+    "DualSolution",
+    "DualSolutions",
+    "solve_dual",
+    "solve_duals",
+]
+
+TIE_RTOL = 1e-12
+"""Relative tolerance under which two candidates' regularised values tie (see the module doc)."""
+
+WEIGHT_SUM_RTOL = 1e-9
+"""Given sample weights must sum to 1 within ``max(WEIGHT_SUM_RTOL, B * eps)``, ``eps`` the
+machine epsilon of their input dtype (float32 weights carry rounding of about ``B * 6e-8``);
+they are used as given, not renormalised."""
+
+MAX_ITERATIONS = 256
+"""Cap on the lockstep breakpoint + bisection iterations (in practice: a few dozen at most)."""
+
+
+@dataclass(frozen=True, eq=False)
+class DualSolution:
+    """The solution of one problem (:func:`solve_dual`).
+
+    Attributes:
+        lam: ``lam*``, the minimiser of the dual ``g`` over ``lam >= 0``.
+        value: ``g(lam*) = lam* delta + sum_b w_b max_k (A_bk - lam* c_bk)``, the LP optimum.
+        objective: the plan's value ``sum(plan * values)`` (equals ``value`` to rounding).
+        plan: the optimal transport plan ``[B, K]``; row ``b`` sums to ``w_b``.
+        cost: the plan's expected cost ``sum(plan * costs)`` (``delta`` when binding).
+        bound: ``lam* delta``, Proposition 1's lower bound on the surrogate gain.
+        t: the weight of the furthest map in the plan (0: the closest map alone).
+        binding: whether the constraint binds (``lam* > 0``).
+        closest: the closest maximiser map at ``lam*`` (eq. 22), candidate indices ``[B]``.
+        furthest: the furthest maximiser map at ``lam*`` (eq. 23), ``[B]``.
+        iterations: the solver iterations this problem took (0 when ``lam* = 0``).
+    """
+
+    lam: float
+    value: float
+    objective: float
+    plan: np.ndarray
+    cost: float
+    bound: float
+    t: float
+    binding: bool
+    closest: np.ndarray
+    furthest: np.ndarray
+    iterations: int
+
+
+@dataclass(frozen=True, eq=False)
+class DualSolutions:
+    """``R`` independent solutions (:func:`solve_duals`): :class:`DualSolution`'s fields with a
+    leading replica axis: ``lam, value, objective, cost, bound, t, binding, iterations [R]``,
+    ``plan [R, B, K]``, ``closest, furthest [R, B]``."""
+
+    lam: np.ndarray
+    value: np.ndarray
+    objective: np.ndarray
+    plan: np.ndarray
+    cost: np.ndarray
+    bound: np.ndarray
+    t: np.ndarray
+    binding: np.ndarray
+    closest: np.ndarray
+    furthest: np.ndarray
+    iterations: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.lam.shape[0])
+
+    def replica(self, r: int) -> DualSolution:
+        """Replica ``r``'s solution as a :class:`DualSolution`."""
+        return DualSolution(
+            lam=float(self.lam[r]), value=float(self.value[r]),
+            objective=float(self.objective[r]), plan=self.plan[r].copy(),
+            cost=float(self.cost[r]), bound=float(self.bound[r]), t=float(self.t[r]),
+            binding=bool(self.binding[r]), closest=self.closest[r].copy(),
+            furthest=self.furthest[r].copy(), iterations=int(self.iterations[r]),
+        )
+
+
+def solve_dual(
+    values: Any, costs: Any, delta: Any, weights: Any | None = None, *,
+    tie_rtol: float = TIE_RTOL,
+) -> DualSolution:
+    """Solve one trust-region step's dual exactly (Theorem 1) and build its plan (Corollary 1).
+
+    Args:
+        values: advantages ``A [B, K]`` of moving sample ``b`` to candidate ``k`` (numpy,
+            torch or nested sequences; finite).
+        costs: transport costs ``c [B, K]``, finite and ``>= 0``, with a zero in every row.
+        delta: the radius, a finite number ``> 0``.
+        weights: sample masses ``w [B]``, finite, ``>= 0`` and summing to 1 (within
+            :data:`WEIGHT_SUM_RTOL`, or ``B`` machine epsilons of their dtype if more; used
+            as given, not renormalised); ``None`` for uniform ``1 / B``.
+        tie_rtol: the relative tie tolerance (module doc), in ``[0, 1e-3]``.
+
+    Returns:
+        A :class:`DualSolution`.
+
+    Raises:
+        ValueError: on bad input (naming the argument), before any work.
+    """
+    A, C, d, w, rtol = _validate(values, costs, delta, weights, tie_rtol, batched=False)
+    return _solve(A[None], C[None], d, w[None], rtol).replica(0)
+
+
+def solve_duals(
+    values: Any, costs: Any, delta: Any, weights: Any | None = None, *,
+    tie_rtol: float = TIE_RTOL,
+) -> DualSolutions:
+    """Solve ``R`` independent duals in lockstep, vectorised over replicas and samples.
+
+    Args:
+        values: advantages ``A [R, B, K]``.
+        costs: transport costs ``c [R, B, K]`` (finite, ``>= 0``, a zero in every row).
+        delta: radii ``[R]``, or one scalar for all replicas (finite, ``> 0``).
+        weights: sample masses ``[R, B]`` (each replica's summing to 1, as in
+            :func:`solve_dual`), or ``None``: uniform.
+        tie_rtol: the relative tie tolerance (module doc), in ``[0, 1e-3]``.
+
+    Returns:
+        A :class:`DualSolutions`; replica ``r`` equals ``solve_dual`` on replica ``r``'s data.
+
+    Raises:
+        ValueError: on bad input (naming the argument), before any work.
+    """
+    A, C, d, w, rtol = _validate(values, costs, delta, weights, tie_rtol, batched=True)
+    return _solve(A, C, d, w, rtol)
+
+
+# -- validation ---------------------------------------------------------------------------
+def _input_eps(x: Any) -> float:
+    """The machine epsilon of ``x``'s floating dtype (float64's for anything else)."""
+    if isinstance(x, torch.Tensor):
+        return torch.finfo(x.dtype).eps if x.is_floating_point() else float(np.finfo(float).eps)
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind == "f":
+        return float(np.finfo(dtype).eps)
+    return float(np.finfo(float).eps)
+
+
+def _as_float_array(name: str, x: Any) -> np.ndarray:
+    """``x`` as a float64 numpy array (a copy); torch tensors are detached and moved to CPU."""
+    if isinstance(x, torch.Tensor):
+        if x.is_complex() or x.dtype == torch.bool:
+            raise ValueError(f"{name} must hold real numbers, got a tensor of dtype {x.dtype}")
+        return x.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
+    try:
+        array = np.asarray(x)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(f"{name} must be a rectangular array of real numbers, got {x!r}") from exc
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype} ({x!r})")
+    return np.array(array, dtype=np.float64, order="C")
+
+
+def _first_bad(name: str, array: np.ndarray, bad: np.ndarray, allowed: str) -> None:
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} must be {allowed}, got {float(array[index])!r} at index {index}")
+
+
+def _validate(
+    values: Any, costs: Any, delta: Any, weights: Any | None, tie_rtol: float, *,
+    batched: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Check everything; return ``A, C`` (``[B, K]`` or ``[R, B, K]``), ``delta [R]``,
+    ``w`` (``[B]`` or ``[R, B]``) and the tie tolerance."""
+    rtol = check_in_range("tie_rtol", tie_rtol, 0.0, 1e-3)
+    ndim, axes = (3, "[R, B, K]") if batched else (2, "[B, K]")
+    A = _as_float_array("values", values)
+    C = _as_float_array("costs", costs)
+    if A.ndim != ndim:
+        raise ValueError(f"values must be a {ndim}-D array {axes}, got shape {A.shape}")
+    if C.shape != A.shape:
+        raise ValueError(f"costs must have the shape of values {A.shape}, got {C.shape}")
+    if 0 in A.shape:
+        raise ValueError(f"values must be non-empty {axes} (at least one sample and one "
+                         f"candidate), got shape {A.shape}")
+    lead = A.shape[:-1]  # [B] or [R, B]
+    replicas = A.shape[0] if batched else 1
+
+    d = _as_float_array("delta", delta)
+    if batched and d.ndim == 0:
+        d = np.full(replicas, float(d))
+    if d.shape != ((replicas,) if batched else ()):
+        allowed = f"a scalar or shape ({replicas},)" if batched else "a scalar"
+        raise ValueError(f"delta must be {allowed}, got shape {d.shape}")
+    if not batched:
+        if not (np.isfinite(d) and d > 0):
+            raise ValueError(f"delta must be > 0 (finite), got {float(d)!r}")
+        d = d.reshape(1)
+    _first_bad("delta", d, ~(np.isfinite(d) & (d > 0)), "> 0 (finite)")
+
+    _first_bad("values", A, ~np.isfinite(A), "finite")
+    _first_bad("costs", C, ~(np.isfinite(C) & (C >= 0)), "finite and >= 0")
+    no_zero = C.min(axis=-1) != 0
+    if no_zero.any():
+        row = tuple(int(i) for i in np.argwhere(no_zero)[0])
+        raise ValueError(
+            f"costs must have a zero-cost candidate (the sample's own action) in every row, "
+            f"got smallest cost {float(C[row].min())!r} in row {row}")
+
+    if weights is None:
+        w = np.full(lead, 1.0 / lead[-1])
+    else:
+        w = _as_float_array("weights", weights)
+        if w.shape != lead:
+            raise ValueError(f"weights must have shape {lead} (values' leading axes), "
+                             f"got {w.shape}")
+        _first_bad("weights", w, ~(np.isfinite(w) & (w >= 0)), "finite and >= 0")
+        sums = np.atleast_1d(w.sum(axis=-1))
+        within = max(WEIGHT_SUM_RTOL, lead[-1] * _input_eps(weights))
+        off = np.abs(sums - 1.0) > within
+        if off.any():
+            where = f" (replica {int(np.argmax(off))})" if batched else ""
+            raise ValueError(f"weights must sum to 1 (within {within:g}), got sum "
+                             f"{float(sums[np.argmax(off)])!r}{where}")
+    return A, C, d, w, rtol
+
+
+# -- the solver ---------------------------------------------------------------------------
+def _gather(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``x[r, b, index[r, b]]``: ``[R, B, K]`` and ``[R, B]`` -> ``[R, B]``."""
+    return np.take_along_axis(x, index[..., None], axis=-1)[..., 0]
+
+
+class _Problem:
+    """``R`` problems' data and the per-``lam`` evaluations the solver needs."""
+
+    def __init__(self, A: np.ndarray, C: np.ndarray, w: np.ndarray, rtol: float) -> None:
+        self.A, self.C, self.w, self.rtol = A, C, w, rtol
+        self.absA = np.abs(A)
+
+    def maps(
+        self, lam: np.ndarray, furthest: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Closest and furthest (``None`` unless asked) maximiser maps ``[R, B]`` of
+        ``A - lam c`` and the row maxima ``[R, B]`` (eqs. 21-23, ties as in the module doc)."""
+        scaled = lam[:, None, None] * self.C
+        regularised = self.A - scaled
+        best = np.argmax(regularised, axis=-1)
+        top = _gather(regularised, best)
+        slack = self.rtol * (self.absA + scaled + (_gather(self.absA, best)
+                                                   + _gather(scaled, best))[..., None])
+        tied = regularised >= top[..., None] - slack
+        closest = np.argmin(np.where(tied, self.C, np.inf), axis=-1)
+        far = np.argmax(np.where(tied, self.C, -np.inf), axis=-1) if furthest else None
+        return closest, far, top
+
+    def closest(self, lam: np.ndarray) -> np.ndarray:
+        return self.maps(lam, furthest=False)[0]
+
+    def cost(self, index: np.ndarray) -> np.ndarray:
+        """``h = sum_b w_b c_b(index_b)`` per replica ``[R]``."""
+        return np.sum(self.w * _gather(self.C, index), axis=-1)
+
+    def next_breakpoint(self, current: np.ndarray) -> np.ndarray:
+        """The largest ``lam`` below which some row's map leaves ``current`` ``[R, B]`` for a
+        costlier candidate: ``max_b max_{k: c_bk > c_cur} (A_bk - A_cur) / (c_bk - c_cur)``
+        over rows with mass; ``-inf`` when there is none. ``[R]``."""
+        rise = self.C - _gather(self.C, current)[..., None]
+        gain = self.A - _gather(self.A, current)[..., None]
+        costlier = rise > 0
+        ratio = np.where(costlier, gain / np.where(costlier, rise, 1.0), -np.inf)
+        per_row = np.where(self.w > 0, ratio.max(axis=-1), -np.inf)
+        return per_row.max(axis=-1)
+
+
+def _solve(A: np.ndarray, C: np.ndarray, delta: np.ndarray, w: np.ndarray,
+           rtol: float) -> DualSolutions:
+    """The lockstep solver on validated ``A, C [R, B, K]``, ``delta [R]``, ``w [R, B]``."""
+    problem = _Problem(A, C, w, rtol)
+    R, K = A.shape[0], A.shape[-1]
+    zero = np.zeros(R)
+    closest0, furthest0, _ = problem.maps(zero)
+    cost0 = problem.cost(closest0)
+    binding = cost0 > delta
+
+    # answers, filled in as replicas finish; the slack ones (lam* = 0) are final already
+    lam_star = zero.copy()
+    low, low_cost = closest0.copy(), cost0.copy()
+    high, high_cost = furthest0.copy(), problem.cost(furthest0)
+    iterations = np.zeros(R, dtype=np.int64)
+
+    # bracket (lo, hi] with h(lo) > delta >= h(hi); `current` is the closest map valid just
+    # below hi and `current_cost` its cost (always <= delta)
+    lo = zero.copy()
+    span = A.max(axis=(1, 2)) - A.min(axis=(1, 2))
+    smallest_move = np.where(C > 0, C, np.inf).min(axis=(1, 2))
+    hi = np.where(binding, 2.0 * span / smallest_move, 0.0)
+    current = problem.closest(hi)
+    current_cost = problem.cost(current)
+    active = binding.copy()
+
+    def finish(done: np.ndarray, lam: np.ndarray, closest: np.ndarray, closest_cost: np.ndarray,
+               furthest: np.ndarray, furthest_cost: np.ndarray) -> None:
+        # the closest map at lam costs <= current_cost <= delta in exact arithmetic; should
+        # rounding say otherwise, keep `current` (a maximiser at lam too)
+        ok = closest_cost <= delta
+        lam_star[done] = lam[done]
+        low[done] = np.where(ok[:, None], closest, current)[done]
+        low_cost[done] = np.where(ok, closest_cost, current_cost)[done]
+        high[done] = furthest[done]
+        high_cost[done] = furthest_cost[done]
+
+    for step in range(1, MAX_ITERATIONS + 1):
+        if not active.any():
+            break
+        iterations[active] = step
+        # breakpoint step: the next breakpoint at or below hi; lam* if the furthest map there
+        # reaches delta
+        at = np.maximum(np.minimum(problem.next_breakpoint(current), hi), lo)
+        closest, furthest, _ = problem.maps(at)
+        closest_cost, furthest_cost = problem.cost(closest), problem.cost(furthest)
+        done = active & ((furthest_cost >= delta) | (at <= lo))
+        finish(done, at, closest, closest_cost, furthest, furthest_cost)
+        active &= ~done
+        # otherwise lam* < at, and just below `at` the furthest map there is the closest one
+        hi = np.where(active, at, hi)
+        current = np.where(active[:, None], furthest, current)
+        current_cost = np.where(active, furthest_cost, current_cost)
+        # bisection step on h
+        mid = 0.5 * (lo + hi)
+        mid_map = problem.closest(mid)
+        mid_cost = problem.cost(mid_map)
+        above = mid_cost > delta
+        lo = np.where(active & above, mid, lo)
+        below = active & ~above
+        hi = np.where(below, mid, hi)
+        current = np.where(below[:, None], mid_map, current)
+        current_cost = np.where(below, mid_cost, current_cost)
+    if active.any():  # pragma: no cover - the cap is far above what the bracket allows
+        _, furthest, _ = problem.maps(hi)
+        finish(active, hi, current, current_cost, furthest, problem.cost(furthest))
+
+    # the plan: (1 - t) closest + t furthest, t chosen so that the cost is delta (eq. 24)
+    spread = high_cost - low_cost
+    mixes = binding & (spread > 0)
+    t = np.where(mixes, np.clip((delta - low_cost) / np.where(mixes, spread, 1.0), 0.0, 1.0),
+                 0.0)
+    candidates = np.arange(K)
+    at_low = candidates == low[..., None]
+    at_high = candidates == high[..., None]
+    mass = w[..., None]
+    plan = np.where(
+        at_low & (low == high)[..., None], mass,
+        np.where(at_low, mass * (1.0 - t)[:, None, None], 0.0)
+        + np.where(at_high, mass * t[:, None, None], 0.0),
+    )
+    _, _, top = problem.maps(lam_star, furthest=False)
+    value = lam_star * delta + np.sum(w * top, axis=-1)
+    return DualSolutions(
+        lam=lam_star, value=value, objective=np.sum(plan * A, axis=(1, 2)), plan=plan,
+        cost=np.sum(plan * C, axis=(1, 2)), bound=lam_star * delta, t=t, binding=binding,
+        closest=low, furthest=high, iterations=iterations,
+    )
