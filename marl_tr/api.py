@@ -5,13 +5,27 @@
     result.final_means()          # [n, d] mean actions of state-independent Gaussian policies
     result.expected_reward()      # E[r] of the final joint policy (envs with an analytic core)
     result.metrics[-1]            # the last iteration's metrics
+
+    marl_tr.train(preset="hatrpo", iterations=4000, run_dir="runs/a")   # checkpointed
+    marl_tr.train(resume="runs/a", iterations=8000)                       # continues exactly
+
+Every argument is checked before any file is written: ``TypeError`` for a wrong type
+(``train("hatrpo")``, ``run_dir=123``), ``ValueError`` naming the bad value. A resume is
+validated against the checkpoint's fingerprint, the env's spaces and ``metrics.csv``
+(``marl_tr.training.run_dir``); ``convert_checkpoint`` converts a trusted checkpoint written
+before checkpoint format 1.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import shutil
+import signal
 import sys
+import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,14 +35,24 @@ import numpy as np
 from marl_tr.config import TrainConfig
 from marl_tr.policies import GaussianPolicy, Policy
 from marl_tr.training.loop import SequentialTrustRegion, TrainingError
-from marl_tr.training.run_dir import RunDirectory, TensorBoardWriter, read_metrics
-from marl_tr.training.setup import build_parts
+from marl_tr.training.run_dir import (
+    LEGACY_BACKUP_FILE,
+    RESUMABLE_CHANGES,
+    CheckpointError,
+    RunDirectory,
+    TensorBoardWriter,
+    check_config_fingerprint,
+    check_spaces_fingerprint,
+    load_legacy_checkpoint,
+    metrics_position_at,
+    read_config,
+    read_metrics,
+    run_fingerprint,
+)
+from marl_tr.training.setup import RunParts, build_parts
 
-__all__ = ["TrainResult", "TrainingError", "train"]
-
-#: Fields a resumed run may change (everything else must match the saved config).
-RESUMABLE_CHANGES = ("iterations", "log_interval", "checkpoint_interval", "progress",
-                     "tensorboard")
+__all__ = ["RESUMABLE_CHANGES", "CheckpointError", "TrainResult", "TrainingError",
+           "convert_checkpoint", "train", "unimported_modules"]
 
 
 @dataclass
@@ -133,8 +157,46 @@ def _progress_bar(config: TrainConfig, start: int):
     return tqdm(total=config.iterations, initial=start, desc="train", unit="it")
 
 
-def _resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
-    saved = TrainConfig.from_yaml(run_dir / "config.yaml")
+# ---------------------------------------------------------------------------------------
+# assembling a run: new or resumed, every check before any file is written
+# ---------------------------------------------------------------------------------------
+@dataclass
+class _Session:
+    parts: RunParts
+    loop: SequentialTrustRegion
+    directory: RunDirectory | None
+    metrics: list[dict[str, Any]]
+
+
+def _new_session(config: Any, overrides: dict[str, Any]) -> _Session:
+    if isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    elif config is None:
+        config = TrainConfig()
+    elif not isinstance(config, TrainConfig):
+        hint = f"; to pick a preset write train(preset={config!r})" if isinstance(config, str) \
+            else ""
+        raise TypeError(
+            f"config must be a TrainConfig, a dict of its fields or None, got {config!r} "
+            f"({type(config).__name__}){hint}"
+        )
+    if overrides:
+        config = config.replace(**overrides)
+    if config.run_dir is not None:
+        path = RunDirectory.check_new(config.run_dir)
+        if not isinstance(config.run_dir, str):
+            config = config.replace(run_dir=str(path))
+    parts = build_parts(config)
+    try:
+        loop = SequentialTrustRegion(parts)
+        directory = RunDirectory(parts.config.run_dir) if parts.config.run_dir else None
+    except BaseException:
+        parts.env.close()
+        raise
+    return _Session(parts, loop, directory, [])
+
+
+def _resume_config(saved: TrainConfig, run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
     wanted = saved.replace(**overrides)  # refuses unknown keys; normalises values
     refused = sorted(
         k for k in overrides
@@ -149,73 +211,176 @@ def _resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
                          run_dir=str(run_dir))
 
 
-def train(
-    config: TrainConfig | dict[str, Any] | None = None,
-    *,
-    resume: str | Path | None = None,
-    **overrides: Any,
-) -> TrainResult:
-    """Train with the sequential trust-region loop.
+#: ``module:Name`` inside a config string (not ``name:key=value`` arguments).
+_MODULE_REF = re.compile(
+    r"(?<![\w.\-])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*:\s*[A-Za-z_]\w*(?![\w=])")
+_OWN_PACKAGES = ("marl_tr", "marl_tr_envs")
 
-    Args:
-        config: a ``TrainConfig`` (or a dict of its fields); keyword ``overrides`` are applied
-            on top. With neither, the defaults: HATRPO-style settings on ``DiffGame-v0``.
-        resume: a run directory to continue from its checkpoint (its saved config is used;
-            only ``iterations`` and logging options may change).
-        **overrides: any ``TrainConfig`` field.
 
-    Returns:
-        A ``TrainResult``.
+def unimported_modules(config: TrainConfig) -> list[tuple[str, str]]:
+    """``(field, module)`` for every module a config's plug-in strings would import that is
+    not imported yet (the library's own packages and registered names excepted).
 
-    Raises:
-        ValueError / UnknownNameError: bad settings, before any training work.
-        TrainingError: the run cannot continue (e.g. a NaN reward from the env); metrics and
-            files written so far are kept.
+    A ``"pkg.mod:Class"`` string imports ``pkg.mod`` when the run is built, so a config from
+    an untrusted source can name any importable module; a resumed config may only name
+    modules that are already imported.
     """
-    if resume is not None:
-        run_path = Path(resume)
-        config = _resume_config(run_path, overrides)
-    else:
-        if isinstance(config, dict):
-            config = TrainConfig.from_dict(config)
-        config = config or TrainConfig()
-        if overrides:
-            config = config.replace(**overrides)
+    from marl_tr.critics import CRITICS
+    from marl_tr.divergences import DIVERGENCES
+    from marl_tr.policies import POLICIES
+    from marl_tr.presets import PRESETS
+    from marl_tr.radius import RADIUS_SCHEDULERS
+    from marl_tr.solvers import SOLVERS
+
+    registries = (DIVERGENCES, RADIUS_SCHEDULERS, SOLVERS, PRESETS, POLICIES, CRITICS)
+    found = []
+    for name in TrainConfig.field_names():
+        value = getattr(config, name)
+        if name == "run_dir" or not isinstance(value, str):
+            continue
+        for module in _MODULE_REF.findall(value):
+            if module in sys.modules or module.split(".")[0] in _OWN_PACKAGES:
+                continue
+            if name != "env" and any(module in registry for registry in registries):
+                continue
+            found.append((name, module))
+    return found
+
+
+def _refuse_unimported_modules(config: TrainConfig, where: str) -> None:
+    missing = unimported_modules(config)
+    if missing:
+        field, module = missing[0]
+        raise ValueError(
+            f"the config in {where!r} names module {module!r} ({field}="
+            f"{getattr(config, field)!r}), which is not imported; plug-in strings import "
+            "modules, so a run directory from elsewhere could run code through them: if you "
+            f"trust it, import the module first (marl-tr train --import {module} --resume "
+            f"{where}, or `import {module}` in Python)"
+        )
+
+
+def _resume_session(resume: Any, overrides: dict[str, Any]) -> _Session:
+    directory = RunDirectory.existing(resume, "resume")
+    where = str(directory.path)
+    saved = read_config(directory.config_path, "config.yaml")
+    config = _resume_config(saved, directory.path, overrides)
+    checkpoint = directory.load_checkpoint()
+    check_config_fingerprint(checkpoint.fingerprint, config, where)
+    if config.iterations < checkpoint.iteration:
+        raise ValueError(
+            f"iterations={config.iterations} is fewer than the {checkpoint.iteration} already "
+            f"done in {where!r}; a resumed run can only continue: give iterations >= "
+            f"{checkpoint.iteration}"
+        )
+    _refuse_unimported_modules(config, where)
+    repair = directory.check_metrics(checkpoint)
     parts = build_parts(config)
-    loop = SequentialTrustRegion(parts)
+    try:
+        check_spaces_fingerprint(checkpoint.fingerprint, parts.env, where)
+        loop = SequentialTrustRegion(parts)
+        try:
+            loop.load_state_dict(checkpoint.state)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"the checkpoint in {where!r} does not fit this run ({_first_line(exc)}); "
+                "refusing to resume"
+            ) from None
+        if loop.iteration != checkpoint.iteration:
+            raise CheckpointError(
+                f"the checkpoint in {where!r} says iteration {checkpoint.iteration}, its loop "
+                f"state {loop.iteration}; refusing to resume")
+    except BaseException:
+        parts.env.close()
+        raise
+    directory.repair_metrics(repair, checkpoint.iteration)
+    metrics = read_metrics(directory.metrics_path) if directory.metrics_path.exists() else []
+    return _Session(parts, loop, directory, metrics)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+# ---------------------------------------------------------------------------------------
+# running, with checkpoints
+# ---------------------------------------------------------------------------------------
+class _DeferredInterrupt:
+    """Ctrl-C (SIGINT) sets ``requested`` instead of interrupting: the run stops after the
+    iteration under way, with a checkpoint. A second Ctrl-C interrupts at once. Only in the
+    main thread, and only while SIGINT has Python's default handler."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if (self.enabled and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("interrupted: stopping after this iteration with a checkpoint (Ctrl-C again to "
+              "stop at once)", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _run(session: _Session) -> TrainResult:
+    parts, loop, directory, metrics = (session.parts, session.loop, session.directory,
+                                       session.metrics)
     resolved = parts.config
-    directory = RunDirectory(resolved.run_dir) if resolved.run_dir else None
-    metrics: list[dict[str, Any]] = []
-    if resume is not None:
-        assert directory is not None
-        state = directory.load_checkpoint()
-        loop.load_state_dict(state)
-        directory.metrics.truncate_after(loop.iteration)
-        metrics = [row for row in read_metrics(directory.metrics.path)]
-    if directory is not None:
-        directory.write_config(resolved)  # also after a resume: it may change iterations
-    board = TensorBoardWriter(directory.path / "tensorboard") if (
-        directory is not None and resolved.tensorboard) else None
-    bar = _progress_bar(resolved, loop.iteration)
+    fingerprint = run_fingerprint(resolved, parts.env) if directory is not None else None
+    interval, seconds = resolved.checkpoint_interval, resolved.checkpoint_seconds
+    board = bar = None
     start = time.perf_counter()
     try:
-        while loop.iteration < resolved.iterations:
-            rows = loop.step()
-            metrics.extend(rows)
-            if directory is not None:
-                for row in rows:
-                    directory.metrics.write(row)
-                interval = resolved.checkpoint_interval
-                if interval and loop.iteration % interval == 0:
-                    directory.save_checkpoint(loop.state_dict())
-            if board is not None:
-                board.write(rows[0])
-            if bar is not None:
-                bar.update(1)
-            if resolved.log_interval and loop.iteration % resolved.log_interval == 0:
-                print(_progress_line(rows[0]), flush=True)
         if directory is not None:
-            directory.save_checkpoint(loop.state_dict())
+            directory.write_config(resolved)  # also after a resume: it may change iterations
+            if resolved.tensorboard:
+                board = TensorBoardWriter(directory.path / "tensorboard")
+        bar = _progress_bar(resolved, loop.iteration)
+        last_save = time.monotonic()
+        with _DeferredInterrupt(directory is not None) as interrupt:
+            while loop.iteration < resolved.iterations:
+                rows = loop.step()
+                metrics.extend(rows)
+                if board is not None:
+                    board.write(rows[0])
+                if bar is not None:
+                    bar.update(1)
+                if resolved.log_interval and loop.iteration % resolved.log_interval == 0:
+                    print(_progress_line(rows[0]), flush=True)
+                stop = interrupt.requested  # read once: a later Ctrl-C counts next iteration
+                if directory is not None:
+                    for row in rows:
+                        directory.metrics.write(row)
+                    if stop or (loop.iteration < resolved.iterations and (
+                            (interval and loop.iteration % interval == 0)
+                            or (seconds and time.monotonic() - last_save >= seconds))):
+                        directory.save_checkpoint(loop.state_dict(), iteration=loop.iteration,
+                                                  fingerprint=fingerprint)
+                        last_save = time.monotonic()
+                if stop:
+                    raise KeyboardInterrupt(
+                        f"stopped after iteration {loop.iteration - 1}; the checkpoint in "
+                        f"{str(directory.path)!r} holds it: resume with marl-tr train --resume "
+                        f"{directory.path}")
+        if directory is not None:
+            directory.save_checkpoint(loop.state_dict(), iteration=loop.iteration,
+                                      fingerprint=fingerprint)
+    except TrainingError as exc:
+        if directory is not None:
+            _checkpoint_last_good(exc, resolved, directory, fingerprint, loop.iteration)
+        raise
     finally:
         wall = time.perf_counter() - start
         if directory is not None:
@@ -230,6 +395,164 @@ def train(
         run_dir=directory.path if directory else None, game=parts.env.game, wall_time=wall,
         agents=list(parts.env.agents),
     )
+
+
+def _checkpoint_last_good(exc: TrainingError, config: TrainConfig, directory: RunDirectory,
+                          fingerprint: dict[str, Any] | None, target: int) -> None:
+    """After a ``TrainingError`` in iteration ``target``: checkpoint the state after
+    iteration ``target - 1`` and say so in a note on ``exc``.
+
+    The failed iteration has already changed the loop (random streams, env), so the last good
+    state is rebuilt: a fresh loop replays the iterations since the last checkpoint, and is
+    saved only if it reproduces the rows already written, byte for byte.
+    """
+    saved_at = directory.checkpoint_iteration
+    if saved_at != target:
+        try:
+            if _replay_and_save(config, directory, fingerprint, target):
+                saved_at = target
+        except Exception:  # the checkpoint already there stays; the note says which
+            saved_at = directory.checkpoint_iteration
+    where = str(directory.path)
+    if saved_at is None:
+        exc.add_note(f"no checkpoint could be written in {where!r}")
+    else:
+        good = " (the last good one)" if saved_at == target else ""
+        exc.add_note(f"the checkpoint in {where!r} holds iteration {saved_at}{good}: once the "
+                     f"cause is fixed, resume with marl-tr train --resume {where}")
+
+
+def _replay_and_save(config: TrainConfig, directory: RunDirectory,
+                     fingerprint: dict[str, Any] | None, target: int) -> bool:
+    directory.metrics.flush()
+    path = directory.metrics_path
+    written = path.read_bytes() if path.exists() else b""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # already shown by the run itself
+        parts = build_parts(config)
+        try:
+            loop = SequentialTrustRegion(parts)
+            if directory.checkpoint_iteration is not None:
+                checkpoint = directory.load_checkpoint()
+                loop.load_state_dict(checkpoint.state)
+                offset = checkpoint.metrics.bytes
+            else:
+                offset = len(directory.metrics.header())
+            rows: list[dict[str, Any]] = []
+            while loop.iteration < target:
+                rows.extend(loop.step())
+            if directory.metrics.encode(rows) != written[offset:]:
+                return False
+            directory.save_checkpoint(loop.state_dict(), iteration=target,
+                                      fingerprint=fingerprint)
+        finally:
+            parts.env.close()
+    return True
+
+
+def train(
+    config: TrainConfig | dict[str, Any] | None = None,
+    *,
+    resume: str | Path | None = None,
+    **overrides: Any,
+) -> TrainResult:
+    """Train with the sequential trust-region loop.
+
+    With a ``run_dir``, the run writes ``config.yaml``, ``metrics.csv`` and ``checkpoint.pt``
+    there: a checkpoint every ``checkpoint_interval`` iterations and every
+    ``checkpoint_seconds``, at the end, after the last good iteration on a ``TrainingError``
+    and, on Ctrl-C, after the iteration under way.
+
+    Args:
+        config: a ``TrainConfig`` (or a dict of its fields); keyword ``overrides`` are applied
+            on top. With neither, the defaults: HATRPO-style settings on ``DiffGame-v0``.
+        resume: a run directory to continue from its checkpoint (its saved config is used;
+            only ``iterations`` and logging/checkpoint options may change). The checkpoint
+            must match ``config.yaml``, the env's spaces and ``metrics.csv``; rows past the
+            checkpoint are dropped.
+        **overrides: any ``TrainConfig`` field.
+
+    Returns:
+        A ``TrainResult``.
+
+    Raises:
+        TypeError: ``config``, ``run_dir`` or ``resume`` of the wrong type.
+        ValueError / UnknownNameError: bad settings or output paths, before any training work.
+        CheckpointError (a ``ValueError``): a checkpoint or run directory that cannot be
+            resumed: unsafe, legacy, damaged, or not matching the config, env or metrics.
+        FileNotFoundError: no run directory or checkpoint to resume.
+        TrainingError: the run cannot continue (e.g. a NaN reward from the env); metrics and
+            files written so far are kept, and a note says which iteration is checkpointed.
+        KeyboardInterrupt: Ctrl-C, after checkpointing the iteration under way.
+    """
+    if resume is not None:
+        if config is not None:
+            raise TypeError(
+                "train(config, resume=...): a resumed run continues its saved config; pass "
+                f"only the changes a resume allows as keywords ({', '.join(RESUMABLE_CHANGES)})"
+            )
+        session = _resume_session(resume, overrides)
+    else:
+        session = _new_session(config, overrides)
+    return _run(session)
+
+
+def convert_checkpoint(run_dir: str | Path, *, trust: bool = False) -> Path:
+    """Convert a checkpoint written before format 1 into the current, safe format.
+
+    The old file is a plain pickle: it is read with ``weights_only=True`` allowing only the
+    numpy and ``PreviousSteps`` globals such checkpoints hold, checked against a loop built
+    from ``config.yaml``, and stamped with that config's fingerprint. Only for a run
+    directory you trust (``trust=True``): the conversion vouches that the checkpoint belongs
+    to this ``config.yaml``. The old file is kept as ``checkpoint.legacy.pt``.
+
+    Returns:
+        The path of the kept legacy file.
+
+    Raises:
+        ValueError: ``trust`` not given, nothing to convert, or a checkpoint that does not
+            fit the run (``CheckpointError``).
+    """
+    directory = RunDirectory.existing(run_dir, "run_dir")
+    where = str(directory.path)
+    if trust is not True:
+        raise ValueError(
+            f"converting the checkpoint in {where!r} needs trust=True (marl-tr "
+            "convert-checkpoint --trust DIR): do it only for a run directory you trust"
+        )
+    try:
+        directory.load_checkpoint()
+    except CheckpointError as exc:
+        if not exc.legacy:
+            raise
+    else:
+        raise ValueError(f"the checkpoint in {where!r} is already in the current format: "
+                         "nothing to convert")
+    state = load_legacy_checkpoint(directory.checkpoint_path)
+    config = read_config(directory.config_path, "config.yaml")
+    _refuse_unimported_modules(config, where)
+    parts = build_parts(config)
+    try:
+        loop = SequentialTrustRegion(parts)
+        try:
+            policies = state.get("policies")
+            if not isinstance(policies, list) or len(policies) != len(loop.policies):
+                raise ValueError(f"{len(policies) if isinstance(policies, list) else 'no'} "
+                                 f"policies for {len(loop.policies)} agents")
+            loop.load_state_dict(state)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"the legacy checkpoint in {where!r} does not fit its config.yaml "
+                f"({_first_line(exc)}); not converted") from None
+        fingerprint = run_fingerprint(parts.config, parts.env)
+    finally:
+        parts.env.close()
+    position = metrics_position_at(directory.metrics_path, loop.iteration * config.replicas,
+                                   config.replicas)
+    backup = directory.path / LEGACY_BACKUP_FILE
+    shutil.copy2(directory.checkpoint_path, backup)
+    directory.write_checkpoint_payload(state, loop.iteration, fingerprint, position)
+    return backup
 
 
 def _progress_line(row: dict[str, Any]) -> str:

@@ -6,10 +6,14 @@
     marl-tr list                      # every registered divergence, scheduler, solver, ...
     marl-tr sweep --presets hatrpo,wmatrpo-caatr --seeds 5 --grid n=3,5   # see experiments
     marl-tr reproduce table3 --out results/table3                         # and figure1, ...
+    marl-tr convert-checkpoint --trust runs/old-run   # a checkpoint from before format 1
 
 Every ``TrainConfig`` field is a ``--flag``; ``marl-tr train --help`` documents them all.
-Everything is validated before any work starts; a bad value exits with status 2 and a
-message naming it.
+Everything is validated before any work starts, output paths included. Every error the user
+can cause ends the command with one line on stderr (``marl-tr: error: ...``): exit status 2
+for refused input (bad values, paths, configs, run directories, checkpoints), 1 for a
+``TrainingError`` during the run (with the checkpointed iteration), 130 for Ctrl-C (after a
+checkpoint). ``marl-tr --debug ...`` or ``MARL_TR_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib
+import os
 import sys
 import time
 import types
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,13 @@ from marl_tr.config import LIBRARY_DEFAULTS, TrainConfig
 from marl_tr.registry import parse_kwargs, parse_value
 
 __all__ = ["build_parser", "main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (and exit status 2)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -99,10 +113,12 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="marl-tr", description="Trust-region multi-agent RL: one sequential loop, "
         "pluggable divergences, radius schedulers and solvers.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also: MARL_TR_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser(
         "train", help="train with the sequential trust-region loop",
@@ -113,9 +129,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a config.yaml to start from (flags override it)")
     train.add_argument("--resume", type=Path, default=None,
                        help="continue the run in this directory from its checkpoint "
-                       "(only --iterations and logging options may change)")
+                       "(only --iterations and logging/checkpoint options may change; the "
+                       "checkpoint must match config.yaml, the env and metrics.csv)")
+    train.add_argument("--import", dest="imports", action="append", default=[],
+                       metavar="MODULE",
+                       help="import MODULE first (it may register plug-ins); a resumed "
+                       "config may only name plug-in modules imported so. Repeatable")
     _add_config_arguments(train)
     train.set_defaults(handler=_train)
+
+    convert = commands.add_parser(
+        "convert-checkpoint", help="convert a trusted checkpoint written before format 1",
+        description="Convert DIR/checkpoint.pt, written by marl_tr before checkpoint format "
+        "1 (a plain pickle), into the current format, which loads without running code. "
+        "Only for a run directory you trust: the converted checkpoint is stamped as "
+        "belonging to DIR/config.yaml. The old file is kept as checkpoint.legacy.pt.")
+    convert.add_argument("run_dir", type=Path, metavar="DIR", help="the run directory")
+    convert.add_argument("--trust", action="store_true",
+                         help="required: you trust this run directory")
+    convert.set_defaults(handler=_convert)
 
     listing = commands.add_parser("list", help="list registered plug-ins and environments")
     listing.add_argument("what", nargs="?", default="all",
@@ -132,18 +164,33 @@ def build_parser() -> argparse.ArgumentParser:
 def _default_run_dir(config: TrainConfig) -> str:
     name = (config.preset or "custom").replace(":", "_").replace(",", "_")
     env = config.env.replace(":", "_").replace("/", "_")
-    return str(Path("runs") / f"{name}_{env}_s{config.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
+    base = Path("runs") / f"{name}_{env}_s{config.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
+    path, count = base, 1
+    while path.exists():  # two runs started in the same second
+        count += 1
+        path = base.with_name(f"{base.name}-{count}")
+    return str(path)
+
+
+def _import_modules(names: Sequence[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(f"--import {name}: cannot import it ({exc})") from None
 
 
 def _train(args: argparse.Namespace) -> int:
     from marl_tr.api import train
+    from marl_tr.training.run_dir import read_config
 
     overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("command", "handler", "config", "resume")}
+                 if k not in ("command", "handler", "config", "resume", "imports", "debug")}
+    _import_modules(args.imports)
     if args.resume is not None:
         result = train(resume=args.resume, **overrides)
     else:
-        base = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+        base = read_config(args.config, "--config") if args.config else TrainConfig()
         config = base.replace(**overrides)
         if config.run_dir is None:
             config = config.replace(run_dir=_default_run_dir(config))
@@ -178,6 +225,15 @@ def _print_summary(result: Any) -> None:
         print(f"run directory: {result.run_dir}")
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from marl_tr.api import convert_checkpoint
+
+    backup = convert_checkpoint(args.run_dir, trust=args.trust)
+    print(f"converted {args.run_dir / 'checkpoint.pt'} (the old file is kept as {backup}); "
+          f"resume with: marl-tr train --resume {args.run_dir}")
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     import marl_tr
 
@@ -204,16 +260,54 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's message (and notes) on one line."""
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    parts = [str(message), *getattr(exc, "__notes__", ())]
+    text = " ".join(line.strip() for part in parts for line in str(part).splitlines())
+    return text.strip() or type(exc).__name__
+
+
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    text = " ".join(str(message).split())
+    print(f"marl-tr: warning: {text}", file=sys.stderr)
+
+
+def _debug(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("MARL_TR_DEBUG", "").strip() \
+        not in ("", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
+    """Entry point; returns the exit status.
+
+    Errors the user can cause (bad values, paths, YAML, run directories, checkpoints) print
+    one line and return 2; a ``TrainingError`` prints one line and returns 1; Ctrl-C returns
+    130. ``--debug`` or ``MARL_TR_DEBUG=1`` lets the exception through (with its traceback).
+    """
+    import yaml
+
+    from marl_tr.training.loop import TrainingError
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+    if _debug(args):
         return int(args.handler(args))
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"marl-tr: error: {message}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.handler(args))
+        except KeyboardInterrupt as exc:
+            detail = _one_line(exc) if str(exc) else "stopped"
+            print(f"marl-tr: interrupted: {detail}", file=sys.stderr)
+            return 130
+        except TrainingError as exc:
+            print(f"marl-tr: error: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        except (ValueError, KeyError, TypeError, OSError, yaml.YAMLError) as exc:
+            print(f"marl-tr: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

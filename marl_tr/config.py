@@ -21,6 +21,7 @@ from marl_tr.validation import (
     check_choice,
     check_in_range,
     check_int,
+    check_non_negative,
     check_positive,
 )
 
@@ -59,6 +60,11 @@ class TrainConfig:
     )
     critic_lr: float | None = _help("preset. critic learning rate", default=None)
     critic_optimizer: str | None = _help("preset. critic optimiser: sgd or adam", default=None)
+    critic: str | None = _help(
+        "preset. critic with action values beside V(s), config string: v (none), q (learned "
+        "Q, eq. 19; e.g. q:hidden=(64,64),updates=8) or oracle_q (the env's analytic reward, "
+        "an oracle)", default=None,
+    )
     agent_order: str | None = _help(
         "preset. 'random' (a fresh permutation per iteration, HATRPO), 'fixed', or "
         "'simultaneous' (no eq. 15 teammate correction: every agent sees the plain "
@@ -109,7 +115,12 @@ class TrainConfig:
     log_interval: int = _help("print a progress line every this many iterations (0: never)",
                               default=0)
     checkpoint_interval: int = _help(
-        "write a checkpoint every this many iterations (0: only at the end)", default=0
+        "with a run_dir, write a checkpoint every this many iterations (0: not by count); "
+        "one is also written at the end, on a TrainingError and on Ctrl-C", default=1000
+    )
+    checkpoint_seconds: float = _help(
+        "with a run_dir, also write a checkpoint once this many seconds have passed since "
+        "the last one (0: not by time)", default=60.0
     )
     run_dir: str | None = _help(
         "directory for config.yaml, metrics.csv and checkpoint.pt (None: keep in memory)",
@@ -202,6 +213,7 @@ class TrainConfig:
         check_choice("dtype", self.dtype, ("float32", "float64"))
         check_int("log_interval", self.log_interval, minimum=0)
         check_int("checkpoint_interval", self.checkpoint_interval, minimum=0)
+        check_non_negative("checkpoint_seconds", self.checkpoint_seconds)
         if not isinstance(self.env_kwargs, dict):
             raise ValueError(f"env_kwargs must be a mapping, got {self.env_kwargs!r}")
         _as_sizes("policy_hidden", self.policy_hidden)
@@ -216,6 +228,7 @@ LIBRARY_DEFAULTS: dict[str, Any] = {
     "normalize_advantages": True,
     "critic_lr": 0.2,
     "critic_optimizer": "sgd",
+    "critic": "v",
     "agent_order": "random",
 }
 PRESET_FIELDS = tuple(LIBRARY_DEFAULTS)

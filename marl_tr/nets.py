@@ -50,7 +50,15 @@ class ReplicatedLinear(nn.Module):
             self.bias[r].uniform_(-bound, bound, generator=gen)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x [R, N, in] -> [R, N, out]``."""
+        """``x [R, N, in] -> [R, N, out]``.
+
+        A single output (a value head) is a product and a last-axis sum: a batched
+        matrix-vector product takes another kernel for ``R = 1`` than for ``R > 1``, which
+        would round replica ``r`` differently from the run with its seed alone.
+        """
+        if self.out_features == 1:
+            return ((x * self.weight.transpose(1, 2)).sum(-1, keepdim=True)
+                    + self.bias.unsqueeze(1))
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
 
 

@@ -217,6 +217,60 @@ class WMATRPOTRCAATR(WMATRPOCAATR):
         super().__init__(delta=delta, C=C, w1=w1, solver=solver)
 
 
+class _DualPreset:
+    """The exact dual's presets: a critic with action values beside V (``q`` or the oracle
+    ``oracle_q``)."""
+
+    critic: str
+
+    def settings(self, n_agents: int, action_kind: str = "continuous") -> dict[str, Any]:
+        return {**super().settings(n_agents, action_kind), "critic": self.critic}  # type: ignore[misc]
+
+
+def _check_critic(critic: str) -> str:
+    if not isinstance(critic, str) or not critic.strip():
+        raise ValueError(f"critic must be a critic config string (q, oracle_q, ...), got "
+                         f"{critic!r}")
+    return critic
+
+
+@PRESETS.register("wmatrpo-dual")
+class WMATRPODual(_DualPreset, WMATRPO):
+    """W-MATRPO's exact update (Algorithm 1, lines 10-11): Theorem 1's dual and Corollary 1's
+    transport maps (solver ``ot_dual``), the exact W1, a fixed radius, a learned Q (eq. 19).
+
+    Args:
+        delta: the W1 radius (Table 2: 0.1).
+        critic: ``"q"`` (learned, eq. 19; options as ``q:hidden=(64,64),updates=8``) or
+            ``"oracle_q"`` (Q from the env's analytic reward: an oracle, for studies).
+        solver: the solver config string (``ot_dual:grid=33,draws=16``).
+    """
+
+    summary = "exact W1 dual (Theorem 1, Corollary 1), fixed radius, learned Q (eq. 19)"
+    default_w1 = "exact"
+
+    def __init__(self, delta: float = 0.1, critic: str = "q", solver: str = "ot_dual") -> None:
+        super().__init__(delta=delta, w1="exact", solver=solver)
+        self.critic = _check_critic(critic)
+
+
+@PRESETS.register("wmatrpo-dual-caatr")
+class WMATRPODualCAATR(_DualPreset, WMATRPOCAATR):
+    """W-MATRPO + CAATR with the exact dual update: solver ``ot_dual``, the exact W1 (also
+    for CAATR's drift), CAATR radii, a learned Q (eq. 19).
+
+    Args: as ``wmatrpo-dual``, plus CAATR's ``C`` (default: Table 2's for the team size).
+    """
+
+    summary = "exact W1 dual (Theorem 1, Corollary 1), CAATR radius, learned Q (eq. 19)"
+    default_w1 = "exact"
+
+    def __init__(self, delta: float = 0.1, C: float | None = None, critic: str = "q",
+                 solver: str = "ot_dual") -> None:
+        super().__init__(delta=delta, C=C, w1="exact", solver=solver)
+        self.critic = _check_critic(critic)
+
+
 @PRESETS.register("hatrpo-tr")
 class HATRPOTR(HATRPO):
     """HATRPO's KL trust region through the same solver as ``wmatrpo-tr``: KL, a fixed

@@ -133,7 +133,10 @@ DOCUMENTED = {
     "wmatrpo-tr": ("w1", "fixed", "exact_radius"),
     "wmatrpo-tr-caatr": ("w1", "caatr", "exact_radius"),
     "hatrpo-tr": ("kl", "fixed", "exact_radius"),
+    "wmatrpo-dual": ("w1", "fixed", "ot_dual"),
+    "wmatrpo-dual-caatr": ("w1", "caatr", "ot_dual"),
 }
+CRITIC = {"wmatrpo-dual": "q", "wmatrpo-dual-caatr": "q"}
 ORDER = {"mappo": "simultaneous"}
 
 
@@ -163,11 +166,13 @@ def test_preset_resolves_to_the_documented_parts(preset):
         assert parts.scheduler.initial_delta == 0.1
         assert parts.scheduler.divergence == ("w1_bound" if preset == "wmatrpo-caatr" else "w1")
     assert all(getattr(config, name) is not None for name in PRESET_FIELDS)
+    assert config.critic == CRITIC.get(preset, "v")
+    assert parts.action_critic.registry_name == CRITIC.get(preset, "v")
 
 
 @pytest.mark.parametrize("preset", sorted(DOCUMENTED))
 def test_user_settings_win_over_the_preset(preset):
-    user = {"divergence": "js", "radius": "fixed:delta=0.05", "solver": "primal_dual",
+    user = {"divergence": "w1", "radius": "fixed:delta=0.05", "solver": "primal_dual",
             "normalize_advantages": False, "critic_lr": 0.5, "critic_optimizer": "adam",
             "agent_order": "fixed"}
     resolved = resolve_config(TrainConfig(preset=preset, **user), n_agents=3)

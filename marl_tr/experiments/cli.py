@@ -10,7 +10,10 @@
 Seeds of one configuration are trained together as replicated runs of up to
 ``--max-replicas`` seeds (default 16; 1: one run per seed); rows do not depend on it. Interrupt
 any of them (Ctrl-C) and rerun the same command: finished cells are kept and skipped.
-``build_parser`` in ``marl_tr.cli`` registers them with ``add_experiment_commands``.
+``--out`` is checked before the first cell runs: ``sweep``'s must be a writable (or creatable)
+file, ``reproduce``'s a writable (or creatable) directory; otherwise the command exits with
+status 2 and one line naming the path. ``build_parser`` in ``marl_tr.cli`` registers them with
+``add_experiment_commands``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from marl_tr.experiments.sweeps import MAX_REPLICAS
 from marl_tr.registry import _split_top_level, parse_kwargs, parse_value
+from marl_tr.training.run_dir import check_output_path
 
 __all__ = ["add_experiment_commands"]
 
@@ -133,10 +137,14 @@ def _optional(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
-    """Exit 130 on Ctrl-C (finished cells kept) and 1 on failed cells."""
+def _guarded(handler: Callable[[argparse.Namespace], int],
+             out: str = "dir") -> Callable[..., int]:
+    """Check ``--out`` before any work (a ``out`` file or directory); exit 130 on Ctrl-C
+    (finished cells kept) and 1 on failed cells, with one line on stderr."""
 
     def run(args: argparse.Namespace) -> int:
+        if getattr(args, "out", None) is not None:
+            check_output_path("--out", args.out, kind="file" if out == "file" else "dir")
         try:
             return handler(args)
         except KeyboardInterrupt:
@@ -144,7 +152,7 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[..., int]
                   file=sys.stderr)
             return 130
         except RuntimeError as exc:
-            print(f"marl-tr: {exc}", file=sys.stderr)
+            print(f"marl-tr: {' '.join(str(exc).split())}", file=sys.stderr)
             return 1
 
     return run
@@ -260,7 +268,7 @@ def _add_sweep(commands: Any) -> None:
     parser.add_argument("--out", type=Path, default=Path("results/sweep.csv"),
                         help="the results CSV (default: results/sweep.csv)")
     _add_run_options(parser)
-    parser.set_defaults(handler=_guarded(_sweep))
+    parser.set_defaults(handler=_guarded(_sweep, out="file"))
 
 
 def _add_reproduce(commands: Any) -> None:

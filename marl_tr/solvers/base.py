@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -114,6 +114,9 @@ class AgentProblem:
         old_log_prob: ``log pi_old(a_i)`` ``[R*B]``.
         divergence: the trust-region divergence.
         radius: ``delta_i > 0`` per replica (a number or ``[R]``).
+        action_values: the advantage of candidate actions of this agent (``ActionValues``
+            from the run's critic with action values; ``None`` without one).
+        generators: one torch generator per replica, for solvers that draw samples.
     """
 
     def __init__(
@@ -125,7 +128,11 @@ class AgentProblem:
         old_log_prob: Tensor,
         divergence: Divergence,
         radius: float | Sequence[float] | np.ndarray,
+        action_values: Callable[[Tensor], Tensor] | None = None,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> None:
+        self.action_values = action_values
+        self.generators = generators
         self.policy = policy
         self.obs = obs
         self.actions = actions
@@ -436,6 +443,9 @@ class Solver(Plugin, ABC):
     """
 
     info_keys: ClassVar[tuple[str, ...]] = ()
+    #: Whether it needs the advantage of actions not taken (``AgentProblem.action_values``,
+    #: from a critic with action values, e.g. ``critic="q"``).
+    needs_action_values: ClassVar[bool] = False
     #: Whether ``step`` itself never uses autograd (it may rely on the divergence's and the
     #: policy's derivatives, which declare their own). False unless a solver says so.
     autograd_free: ClassVar[bool] = False

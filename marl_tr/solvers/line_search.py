@@ -47,6 +47,7 @@ class RayPoint:
         lengths / gains / divergences ``[R, K]`` and log_probs ``[R, K, B]``: the round in
             which a replica hit, all ``K`` lengths of it (``t`` is one of them); NaN lengths
             where the replica did not hit.
+        first_divergence: ``D`` at the first trial length ``[R]`` (NaN where not searched).
     """
 
     t: np.ndarray
@@ -59,6 +60,7 @@ class RayPoint:
     gains: np.ndarray
     divergences: np.ndarray
     log_probs: Tensor
+    first_divergence: np.ndarray
 
 
 def _next_length(lo: np.ndarray, d_lo: np.ndarray, hi: np.ndarray, d_hi: np.ndarray,
@@ -138,7 +140,8 @@ def radius_step(
     searching = active & np.isfinite(t) & (t > 0)
     column_cache = torch.from_numpy(fractions).to(direction.dtype).view(1, -1, 1)
     rows = np.arange(replicas)
-    for _ in range(max_rounds):
+    first_divergence = np.full(replicas, np.nan)
+    for round_index in range(max_rounds):
         if not searching.any():
             break
         trial = np.where(searching, t, 0.0)
@@ -147,6 +150,8 @@ def radius_step(
         candidates = problem.old_params.unsqueeze(1) + scale * direction.unsqueeze(1)
         gains, divergences, log_probs = problem.evaluate_candidates(candidates)
         rounds += searching
+        if round_index == 0:
+            first_divergence = np.where(searching, divergences[:, 0], np.nan)
         with np.errstate(invalid="ignore"):
             inside = (searching[:, None] & np.isfinite(divergences) & np.isfinite(gains)
                       & (divergences <= radius[:, None]))
@@ -188,4 +193,4 @@ def radius_step(
         kept_log_probs = torch.zeros(replicas, k, rows_per_replica,
                                      dtype=problem.old_log_prob.dtype)
     return RayPoint(lo, d_lo, g_lo, log_prob, rounds, hit, kept_lengths, kept_gains,
-                    kept_divergences, kept_log_probs)
+                    kept_divergences, kept_log_probs, first_divergence)

@@ -359,6 +359,30 @@ def _import_factory(target: str) -> Callable[..., Any]:
         ) from None
 
 
+def _checked_factory(target: str, factory: Any,
+                     env_kwargs: dict[str, Any]) -> Callable[[], Any]:
+    """``factory(**env_kwargs)``, refusing with a ``TypeError`` naming ``target`` when it is
+    not a factory of PettingZoo ``ParallelEnv``s (e.g. ``"math:sqrt"``)."""
+    if not callable(factory):
+        raise TypeError(f"env {target!r} must name a factory of PettingZoo ParallelEnvs, got a "
+                        f"{type(factory).__name__} ({factory!r})")
+
+    def build() -> Any:
+        try:
+            env = factory(**env_kwargs)
+        except TypeError as exc:
+            raise TypeError(
+                f"env {target!r} must name a factory of PettingZoo ParallelEnvs that accepts "
+                f"env_kwargs {env_kwargs!r}; calling it raised TypeError: {exc}") from exc
+        if not all(hasattr(env, name) for name in ("possible_agents", "reset", "step",
+                                                   "action_space", "observation_space")):
+            raise TypeError(f"env {target!r} must return a PettingZoo ParallelEnv, but it "
+                            f"returned {type(env).__name__} {env!r:.60}")
+        return env
+
+    return build
+
+
 def make_env(env_id: str, env_kwargs: dict[str, Any], num_envs: int) -> MultiAgentVecEnv:
     """Build the batched environment for ``env_id``.
 
@@ -373,7 +397,7 @@ def make_env(env_id: str, env_kwargs: dict[str, Any], num_envs: int) -> MultiAge
 
     if ":" in env_id and env_id.partition(":")[2] not in gym.registry:
         factory = _import_factory(env_id)
-        return ParallelEnvAdapter(lambda: factory(**env_kwargs), num_envs)
+        return ParallelEnvAdapter(_checked_factory(env_id, factory, env_kwargs), num_envs)
     name = env_id.partition(":")[2] if ":" in env_id else env_id
     if name not in gym.registry:
         import difflib

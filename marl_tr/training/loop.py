@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from marl_tr.critics import ActionValues
 from marl_tr.policies import Policy
 from marl_tr.radius.base import PreviousSteps
 from marl_tr.solvers.base import AgentProblem, StepResult
@@ -82,6 +83,7 @@ class SequentialTrustRegion:
         self.divergence = parts.divergence
         self.scheduler = parts.scheduler
         self.solver = parts.solver
+        self.action_critic = parts.action_critic
         self.n_agents = len(self.policies)
         self.replicas = config.replicas
         streams = [replica_streams(config.seed + r) for r in range(self.replicas)]
@@ -102,7 +104,7 @@ class SequentialTrustRegion:
         self.autograd_free = (
             all(p.autograd_free for p in self.policies) and self.critic.autograd_free
             and self.divergence.autograd_free and self.solver.autograd_free
-            and self.scheduler.autograd_free
+            and self.scheduler.autograd_free and self.action_critic.autograd_free
         )
 
     # -- one iteration -----------------------------------------------------------------------
@@ -112,9 +114,9 @@ class SequentialTrustRegion:
         except NonFiniteRewardError as exc:
             raise TrainingError(f"iteration {self.iteration}: {exc}") from exc
 
-    def advantages(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """Per-sample advantages ``[R*B]`` (normalised per replica if configured) and the
-        critic's targets ``[R, T, E]``."""
+    def advantages(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-sample advantages ``[R*B]`` (normalised per replica if configured), the
+        critic's targets ``[R, T, E]`` and ``V(s)`` per sample ``[R*B]``."""
         with torch.no_grad():
             values = self.critic(batch.states)
             if bool(batch.terminated.all()):  # one-step games: nothing to bootstrap from
@@ -128,7 +130,7 @@ class SequentialTrustRegion:
         per_replica = advantages.reshape(self.replicas, -1)
         if self.config.normalize_advantages:
             per_replica = normalize(per_replica)
-        return per_replica.reshape(-1), returns
+        return per_replica.reshape(-1), returns, values.reshape(-1)
 
     def radii(self, batch: Batch, weights: Tensor) -> np.ndarray:
         """``delta`` per replica and agent ``[R, n]`` from the scheduler."""
@@ -155,10 +157,13 @@ class SequentialTrustRegion:
 
     def update_position(
         self, agents: np.ndarray, batch: Batch, weights: Tensor, radii: np.ndarray,
-        team_params: Tensor | None = None,
+        team_params: Tensor | None = None, action_values: ActionValues | None = None,
     ) -> tuple[StepResult, Tensor]:
         """Replica ``r`` updates agent ``agents[r]``; returns the result and the old
         log-probabilities of the updated agents ``[R*B]``.
+
+        ``action_values`` scores this position's candidate actions (critics with action
+        values only).
 
         With ``team_params`` (``[n, R, P]``, the agents' parameters stacked) each replica's
         agent is gathered into one policy of ``R`` replicas and the result written back into
@@ -177,7 +182,7 @@ class SequentialTrustRegion:
         old_log_prob = _gather_rows(batch.log_probs, agents, self.replicas)
         problem = AgentProblem(
             policy, obs, _gather_rows(batch.actions, agents, self.replicas), weights,
-            old_log_prob, self.divergence, radii,
+            old_log_prob, self.divergence, radii, action_values, self.torch_generators,
         )
         result = self._guard_non_finite(problem, self.solver.step(problem, agents), agents)
         if team_params is not None:
@@ -215,7 +220,7 @@ class SequentialTrustRegion:
 
     def _step(self) -> list[dict[str, Any]]:
         batch = self.collect()
-        advantages, returns = self.advantages(batch)
+        advantages, returns, state_values = self.advantages(batch)
         radii = self.radii(batch, advantages)
         orders = self.agent_orders()
         start_params = [policy.flat_parameters() for policy in self.policies]
@@ -231,13 +236,20 @@ class SequentialTrustRegion:
         team_params = torch.stack(start_params) if gather else None  # [n, R, P]
         for position in range(self.n_agents):
             agents = orders[:, position]
-            if log_factor is None:
-                weights = advantages
-            else:
+            factor = None  # eq. 15's product of the updated teammates' ratios
+            if log_factor is not None:
                 clamped = log_factor if limit is None else log_factor.clamp(-limit, limit)
-                weights = advantages * torch.exp(clamped)  # eq. 15
+                factor = torch.exp(clamped)
+            weights = advantages if factor is None else advantages * factor  # eq. 15
+            action_values = None
+            if self.action_critic.action_values:
+                action_values = ActionValues(
+                    self.action_critic, batch.states.reshape(-1, batch.states.shape[-1]),
+                    batch.actions, agents, state_values, factor,
+                    self.env.action_spaces[int(agents[0])])
             result, old_log_prob = self.update_position(agents, batch, weights,
-                                                        radii[rows, agents], team_params)
+                                                        radii[rows, agents], team_params,
+                                                        action_values=action_values)
             record["moved"][rows, agents] = result.moved
             record["divergence"][rows, agents] = result.divergence
             record["improvement"][rows, agents] = result.improvement
@@ -251,11 +263,12 @@ class SequentialTrustRegion:
             for policy, params in zip(self.policies, team_params):
                 policy.set_flat_parameters(params)
         critic_losses = self.critic.fit(batch.states, returns)
+        q_losses = self.action_critic.fit(batch, self.critic)
         self.previous_params = start_params
         self.previous_steps = PreviousSteps(
             radius=radii, divergence=record["divergence"], improvement=record["improvement"],
         )
-        metrics = self._metrics(batch, radii, orders, record, info, critic_losses)
+        metrics = self._metrics(batch, radii, orders, record, info, critic_losses, q_losses)
         self.iteration += 1
         return metrics
 
@@ -271,7 +284,7 @@ class SequentialTrustRegion:
 
     def _metrics(
         self, batch: Batch, radii: np.ndarray, orders: np.ndarray, record: dict[str, np.ndarray],
-        info: dict[str, np.ndarray], critic_losses: list[float],
+        info: dict[str, np.ndarray], critic_losses: list[float], q_losses: list[float],
     ) -> list[dict[str, Any]]:
         reward_means = batch.rewards.reshape(self.replicas, -1).mean(1).tolist()
         summaries = [policy.summary() for policy in self.policies]
@@ -291,6 +304,7 @@ class SequentialTrustRegion:
                 "reward_mean": reward_means[r],
                 "episode_return_mean": sum(returns) / len(returns) if returns else math.nan,
                 "critic_loss": critic_losses[r],
+                **({"q_loss": q_losses[r]} if self.action_critic.action_values else {}),
                 "order": ",".join(map(str, orders[r].tolist())),
             }
             for i in range(self.n_agents):
@@ -312,6 +326,7 @@ class SequentialTrustRegion:
             "critic_optimizer": self.critic.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "solver": self.solver.state_dict(),
+            "action_critic": self.action_critic.state_dict(),
             "previous_params": self.previous_params,
             "previous_steps": self.previous_steps,
             "torch_generators": [g.get_state() for g in self.torch_generators],
@@ -327,6 +342,7 @@ class SequentialTrustRegion:
         self.critic.optimizer.load_state_dict(state["critic_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.solver.load_state_dict(state["solver"])
+        self.action_critic.load_state_dict(state.get("action_critic", {}))
         self.previous_params = state["previous_params"]
         self.previous_steps = state["previous_steps"]
         for generator, saved in zip(self.torch_generators, state["torch_generators"]):

@@ -16,6 +16,7 @@ import torch
 from gymnasium import spaces
 
 from marl_tr.config import LIBRARY_DEFAULTS, PRESET_FIELDS, TrainConfig
+from marl_tr.critics import CRITICS, ActionCritic
 from marl_tr.divergences import DIVERGENCES, Divergence, divergences_supporting
 from marl_tr.policies import POLICIES, Policy
 from marl_tr.presets import PRESETS
@@ -42,6 +43,7 @@ class RunParts:
     scheduler: RadiusScheduler
     solver: Solver
     dtype: torch.dtype
+    action_critic: ActionCritic
 
 
 def resolve_config(config: TrainConfig, n_agents: int,
@@ -163,6 +165,9 @@ def build_parts(config: TrainConfig, env: MultiAgentVecEnv | None = None) -> Run
         scheduler = RADIUS_SCHEDULERS.build(resolved.radius)
         solver = SOLVERS.build(resolved.solver)
         solver.check_divergence(divergence)
+        action_critic = CRITICS.build(resolved.critic)
+        _check_critic(solver, action_critic, resolved)
+        action_critic.check_env(env)
         scheduler.check_divergence(divergence)
         dtype = DTYPES[resolved.dtype]
         # network initialisation from each replica's seed, not torch's global stream
@@ -183,10 +188,22 @@ def build_parts(config: TrainConfig, env: MultiAgentVecEnv | None = None) -> Run
                 optimizer=resolved.critic_optimizer, epochs=resolved.critic_epochs,
                 replicas=resolved.replicas, generators=generators,
             )
+            action_critic.reset(env, resolved.replicas, resolved.seed, resolved.gamma, critic)
     except Exception:
         env.close()
         raise
-    return RunParts(resolved, env, policies, critic, divergence, scheduler, solver, dtype)
+    return RunParts(resolved, env, policies, critic, divergence, scheduler, solver, dtype,
+                    action_critic)
+
+
+def _check_critic(solver: Solver, critic: ActionCritic, config: TrainConfig) -> None:
+    """A solver that scores actions not taken needs a critic with action values."""
+    if solver.needs_action_values and not critic.action_values:
+        raise ValueError(
+            f"solver {config.solver!r} needs a critic with action values (Q); critic "
+            f"{config.critic!r} has none; use critic='q' (learned, eq. 19) or critic='oracle_q' "
+            "(the env's analytic reward, an oracle)"
+        )
 
 
 def _hint(divergence: Divergence) -> str:

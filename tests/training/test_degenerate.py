@@ -146,7 +146,8 @@ def test_training_error_is_exported_by_the_api():
 # ---------------------------------------------------------------------------------------
 # non-finite gradients and parameters
 # ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("preset", ["hatrpo", "wmatrpo"])
+@pytest.mark.parametrize("preset", ["hatrpo", "wmatrpo", "wmatrpo-tr",
+                                    "wmatrpo-dual:critic=oracle_q"])
 def test_non_finite_advantages_mean_no_step_with_a_warning(monkeypatch, preset):
     """A NaN advantage in iteration 1: every agent refuses to step (a warning), the
     parameters stay as they were, and training continues."""
@@ -154,12 +155,12 @@ def test_non_finite_advantages_mean_no_step_with_a_warning(monkeypatch, preset):
     snapshots = {}
 
     def advantages(self, batch):
-        flat, returns = original(self, batch)
+        flat, returns, values = original(self, batch)
         snapshots[self.iteration] = [p.flat_parameters() for p in self.policies]
         if self.iteration == 1:
             flat = flat.clone()
             flat[3] = math.nan
-        return flat, returns
+        return flat, returns, values
 
     monkeypatch.setattr(SequentialTrustRegion, "advantages", advantages)
     with pytest.warns(RuntimeWarning, match="non-finite surrogate gradient"):

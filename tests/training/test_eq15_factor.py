@@ -84,8 +84,8 @@ def test_eq15_weights_with_a_real_solver_and_random_order(monkeypatch, preset, r
     records = []
     original = SequentialTrustRegion.update_position
 
-    def update_position(self, agents, batch, weights, radii, team_params=None):
-        result = original(self, agents, batch, weights, radii, team_params)
+    def update_position(self, agents, batch, weights, radii, team_params=None, **kwargs):
+        result = original(self, agents, batch, weights, radii, team_params, **kwargs)
         rows = batch.size
         log_ratio = np.empty(len(agents) * rows)
         with torch.no_grad():

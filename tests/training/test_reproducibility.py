@@ -38,7 +38,8 @@ def test_same_seed_same_run_with_mlp_policies(params_equal, rows_equal):
 # ---------------------------------------------------------------------------------------
 # resume
 # ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("preset", ["hatrpo", "wmatrpo-caatr", "wmatrpo-tr-caatr"])
+@pytest.mark.parametrize("preset", ["hatrpo", "wmatrpo-caatr", "wmatrpo-tr-caatr",
+                                    "wmatrpo-dual-caatr"])
 def test_resume_equals_an_uninterrupted_run(tmp_path, preset, rows_equal, params_equal):
     kwargs = {"preset": preset, "env_kwargs": {"n": 3}, "seed": 3}
     marl_tr.train(**kwargs, iterations=10, run_dir=str(tmp_path / "split"))
