@@ -28,7 +28,8 @@ import marl_tr
 from marl_tr.training.loop import SequentialTrustRegion
 from marl_tr.training.setup import build_parts
 
-PRESETS = ("hatrpo", "hatrpo-caatr", "wmatrpo", "wmatrpo-caatr", "wmatrpo-tr", "wmatrpo-tr-caatr")
+PRESETS = ("hatrpo", "hatrpo-caatr", "wmatrpo", "wmatrpo-caatr", "wmatrpo-tr", "wmatrpo-tr-caatr",
+           "wmatrpo-dual", "wmatrpo-dual-caatr", "wmatrpo-dual-caatr:critic=oracle_q")
 
 
 def best_block_ms(run_once, iterations: int, repeats: int) -> float:
@@ -89,7 +90,7 @@ def main() -> None:
           f"best of {args.repeats} runs of {args.iterations} iterations from the paper's start"
           + (f"; {args.replicas} replicas per run, figures per seed" if args.replicas > 1
              else ""))
-    print(f"{'preset':<15}{'n':>3}{'ms/iter':>10}{'stepping':>10}{'share':>7}"
+    print(f"{'preset':<36}{'n':>3}{'ms/iter':>10}{'stepping':>10}{'share':>7}"
           f"{'rollout ms':>12}{'ratio':>8}{'ms/agent':>10}")
     table: dict[tuple[str, int], tuple[float, float]] = {}
     for preset in args.presets:
@@ -97,7 +98,7 @@ def main() -> None:
             iteration_ms, stepping_ms, share, rollout_ms = measure(
                 preset, n, args.iterations, args.repeats, args.replicas)
             table[preset, n] = (iteration_ms, stepping_ms)
-            print(f"{preset:<15}{n:>3}{iteration_ms:>10.3f}{stepping_ms:>10.3f}{share:>7.0%}"
+            print(f"{preset:<36}{n:>3}{iteration_ms:>10.3f}{stepping_ms:>10.3f}{share:>7.0%}"
                   f"{rollout_ms:>12.3f}{iteration_ms / rollout_ms:>8.1f}"
                   f"{iteration_ms / n:>10.3f}", flush=True)
     if "hatrpo" in args.presets:
@@ -106,7 +107,7 @@ def main() -> None:
             for preset in args.presets:
                 ratios = [f"n={n}: {table[preset, n][column] / table['hatrpo', n][column]:.2f}x"
                           for n in args.agents]
-                print(f"  {preset:<15}" + "  ".join(ratios))
+                print(f"  {preset:<36}" + "  ".join(ratios))
 
 
 if __name__ == "__main__":

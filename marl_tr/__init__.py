@@ -7,6 +7,7 @@ presets of it. See README.md.
 
 from marl_tr.api import TrainingError, TrainResult, train
 from marl_tr.config import TrainConfig
+from marl_tr.critics import CRITICS, ActionCritic
 from marl_tr.divergences import DIVERGENCES, Divergence
 from marl_tr.policies import POLICIES, Policy
 from marl_tr.presets import PRESETS, Preset
@@ -17,11 +18,13 @@ from marl_tr.solvers import SOLVERS, Solver
 __version__ = "0.1.0"
 
 __all__ = [
+    "CRITICS",
     "DIVERGENCES",
     "POLICIES",
     "PRESETS",
     "RADIUS_SCHEDULERS",
     "SOLVERS",
+    "ActionCritic",
     "Divergence",
     "Plugin",
     "Policy",

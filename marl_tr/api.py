@@ -8,6 +8,8 @@
 
     marl_tr.train(preset="hatrpo", iterations=4000, run_dir="runs/a")   # checkpointed
     marl_tr.train(resume="runs/a", iterations=8000)                       # continues exactly
+    marl_tr.train(env="simple_spread", env_kwargs={"continuous_actions": True})  # MPE
+    marl_tr.train(env=my_parallel_env_factory, preset="ippo")            # any callable
 
 Every argument is checked before any file is written: ``TypeError`` for a wrong type
 (``train("hatrpo")``, ``run_dir=123``), ``ValueError`` naming the bad value. A resume is
@@ -18,6 +20,7 @@ before checkpoint format 1.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import shutil
@@ -34,7 +37,8 @@ import numpy as np
 
 from marl_tr.config import TrainConfig
 from marl_tr.policies import GaussianPolicy, Policy
-from marl_tr.training.loop import SequentialTrustRegion, TrainingError
+from marl_tr.training.env_adapters import env_label
+from marl_tr.training.loop import SeededRestartWarning, SequentialTrustRegion, TrainingError
 from marl_tr.training.run_dir import (
     LEGACY_BACKUP_FILE,
     RESUMABLE_CHANGES,
@@ -51,8 +55,9 @@ from marl_tr.training.run_dir import (
 )
 from marl_tr.training.setup import RunParts, build_parts
 
-__all__ = ["RESUMABLE_CHANGES", "CheckpointError", "TrainResult", "TrainingError",
-           "convert_checkpoint", "train", "unimported_modules"]
+__all__ = ["PROGRESS_DELAY", "RESUMABLE_CHANGES", "CheckpointError", "TrainResult",
+           "TrainingError", "convert_checkpoint", "return_summary", "train",
+           "unimported_modules"]
 
 
 @dataclass
@@ -83,6 +88,22 @@ class TrainResult:
     @property
     def replicas(self) -> int:
         return self.config.replicas
+
+    @property
+    def multi_step(self) -> bool:
+        """Whether the run's episodes last several steps (its profile is not ``one_step``):
+        then its outcome is an episode return, not a reward of one play."""
+        return self.config.profile not in ("one_step", "auto")
+
+    def final_return(self, window: int = 10, metric: str = "episode_return_mean") -> float:
+        """The mean of ``metric`` over the last ``window`` iterations that have it (NaN
+        where none has): the run's final episode return (per agent, with a mean team
+        reward; ``metric="episode_return_team"`` for the team's sum, ``"eval_return_mean"``
+        for the evaluation episodes)."""
+        self._single("final_return()")
+        values = self.column(metric)
+        values = values[np.isfinite(values)][-window:]
+        return float(values.mean()) if len(values) else math.nan
 
     def split(self) -> list[TrainResult]:
         """One single-replica result per replica (replica ``r``: the run with seed
@@ -146,15 +167,24 @@ class TrainResult:
         return np.array([row.get(name, math.nan) for row in self.metrics], dtype=float)
 
 
+#: With ``progress=None``, a run on a terminal shows its progress bar once it has taken this
+#: many seconds (a shorter run shows none).
+PROGRESS_DELAY = 2.0
+
+
 def _progress_bar(config: TrainConfig, start: int):
+    """The run's progress bar (on stderr): ``progress=True`` shows it at once, ``None`` (the
+    default) on a terminal once the run has taken ``PROGRESS_DELAY`` seconds, ``False``
+    never."""
     show = config.progress
     if show is None:
-        show = sys.stderr.isatty() and config.iterations - start >= 2000
-    if not show:
+        show = sys.stderr.isatty()
+    if not show or config.iterations <= start:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=config.iterations, initial=start, desc="train", unit="it")
+    delay = PROGRESS_DELAY if config.progress is None else 0.0
+    return tqdm(total=config.iterations, initial=start, desc="train", unit="it", delay=delay)
 
 
 # ---------------------------------------------------------------------------------------
@@ -168,7 +198,25 @@ class _Session:
     metrics: list[dict[str, Any]]
 
 
+def _env_factory(config: TrainConfig | None,
+                 overrides: dict[str, Any]) -> tuple[Any, dict[str, Any], Any]:
+    """Take an env factory callable out of ``overrides`` or ``config``: returns the config
+    and overrides with its ``env_label`` instead, and the callable (``None`` if none)."""
+    factory = None
+    if callable(overrides.get("env")):
+        factory = overrides["env"]
+        overrides = {**overrides, "env": env_label(factory)}
+    elif isinstance(config, TrainConfig) and callable(config.env):
+        factory = config.env
+        config = dataclasses.replace(config, env=env_label(factory))
+    elif isinstance(config, dict) and callable(config.get("env")):
+        factory = config["env"]
+        config = {**config, "env": env_label(factory)}
+    return config, overrides, factory
+
+
 def _new_session(config: Any, overrides: dict[str, Any]) -> _Session:
+    config, overrides, factory = _env_factory(config, overrides)
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     elif config is None:
@@ -186,12 +234,12 @@ def _new_session(config: Any, overrides: dict[str, Any]) -> _Session:
         path = RunDirectory.check_new(config.run_dir)
         if not isinstance(config.run_dir, str):
             config = config.replace(run_dir=str(path))
-    parts = build_parts(config)
+    parts = build_parts(config, env_factory=factory)
     try:
         loop = SequentialTrustRegion(parts)
         directory = RunDirectory(parts.config.run_dir) if parts.config.run_dir else None
     except BaseException:
-        parts.env.close()
+        parts.close()
         raise
     return _Session(parts, loop, directory, [])
 
@@ -260,10 +308,31 @@ def _refuse_unimported_modules(config: TrainConfig, where: str) -> None:
         )
 
 
+def _saved_config(directory: RunDirectory) -> TrainConfig:
+    """A run directory's ``config.yaml``. One written before profiles existed (no
+    ``profile`` key) resolves as it did then: with the library defaults (``one_step``) for
+    every field it does not name."""
+    config = read_config(directory.config_path, "config.yaml")
+    try:
+        text = directory.config_path.read_text()
+    except OSError:  # pragma: no cover - read a moment ago
+        return config
+    if not any(line.startswith("profile:") for line in text.splitlines()):
+        config = config.replace(profile="one_step")
+    return config
+
+
 def _resume_session(resume: Any, overrides: dict[str, Any]) -> _Session:
     directory = RunDirectory.existing(resume, "resume")
     where = str(directory.path)
-    saved = read_config(directory.config_path, "config.yaml")
+    saved = _saved_config(directory)
+    factory = overrides.pop("env", None)
+    # the run's env factory callable may be given again
+    if factory is not None and (not callable(factory) or env_label(factory) != saved.env):
+        raise ValueError(
+            f"resume: env={factory!r} is not the env of the run in {where!r} "
+            f"({saved.env!r}); a resumed run keeps its env (pass its factory callable "
+            "again only when config.yaml names it as '<callable ...>')")
     config = _resume_config(saved, directory.path, overrides)
     checkpoint = directory.load_checkpoint()
     check_config_fingerprint(checkpoint.fingerprint, config, where)
@@ -275,12 +344,14 @@ def _resume_session(resume: Any, overrides: dict[str, Any]) -> _Session:
         )
     _refuse_unimported_modules(config, where)
     repair = directory.check_metrics(checkpoint)
-    parts = build_parts(config)
+    parts = build_parts(config, env_factory=factory)
     try:
         check_spaces_fingerprint(checkpoint.fingerprint, parts.env, where)
         loop = SequentialTrustRegion(parts)
         try:
-            loop.load_state_dict(checkpoint.state)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", SeededRestartWarning)
+                loop.load_state_dict(checkpoint.state)
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(
                 f"the checkpoint in {where!r} does not fit this run ({_first_line(exc)}); "
@@ -291,8 +362,16 @@ def _resume_session(resume: Any, overrides: dict[str, Any]) -> _Session:
                 f"the checkpoint in {where!r} says iteration {checkpoint.iteration}, its loop "
                 f"state {loop.iteration}; refusing to resume")
     except BaseException:
-        parts.env.close()
+        parts.close()
         raise
+    for warning in caught:  # shown, and kept in the run directory's log
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
+        if issubclass(warning.category, SeededRestartWarning):
+            directory.log(f"resumed at iteration {loop.iteration}: {warning.message}")
+    if loop.resumed_exactly:
+        directory.log(f"resumed at iteration {loop.iteration}: exactly (the env state was "
+                      "saved)")
     directory.repair_metrics(repair, checkpoint.iteration)
     metrics = read_metrics(directory.metrics_path) if directory.metrics_path.exists() else []
     return _Session(parts, loop, directory, metrics)
@@ -344,7 +423,8 @@ def _run(session: _Session) -> TrainResult:
     start = time.perf_counter()
     try:
         if directory is not None:
-            directory.write_config(resolved)  # also after a resume: it may change iterations
+            # also after a resume: it may change iterations
+            directory.write_config(resolved, sources=parts.sources)
             if resolved.tensorboard:
                 board = TensorBoardWriter(directory.path / "tensorboard")
         bar = _progress_bar(resolved, loop.iteration)
@@ -358,7 +438,8 @@ def _run(session: _Session) -> TrainResult:
                 if bar is not None:
                     bar.update(1)
                 if resolved.log_interval and loop.iteration % resolved.log_interval == 0:
-                    print(_progress_line(rows[0]), flush=True)
+                    print(_progress_line(rows[0], multi_step=resolved.profile != "one_step"),
+                          flush=True)
                 stop = interrupt.requested  # read once: a later Ctrl-C counts next iteration
                 if directory is not None:
                     for row in rows:
@@ -379,7 +460,8 @@ def _run(session: _Session) -> TrainResult:
                                       fingerprint=fingerprint)
     except TrainingError as exc:
         if directory is not None:
-            _checkpoint_last_good(exc, resolved, directory, fingerprint, loop.iteration)
+            _checkpoint_last_good(exc, resolved, directory, fingerprint, loop.iteration,
+                                  parts.env_factory)
         raise
     finally:
         wall = time.perf_counter() - start
@@ -389,7 +471,7 @@ def _run(session: _Session) -> TrainResult:
             bar.close()
         if board is not None:
             board.close()
-        parts.env.close()
+        parts.close()
     return TrainResult(
         config=resolved, policies=parts.policies, metrics=metrics,
         run_dir=directory.path if directory else None, game=parts.env.game, wall_time=wall,
@@ -398,7 +480,8 @@ def _run(session: _Session) -> TrainResult:
 
 
 def _checkpoint_last_good(exc: TrainingError, config: TrainConfig, directory: RunDirectory,
-                          fingerprint: dict[str, Any] | None, target: int) -> None:
+                          fingerprint: dict[str, Any] | None, target: int,
+                          factory: Any = None) -> None:
     """After a ``TrainingError`` in iteration ``target``: checkpoint the state after
     iteration ``target - 1`` and say so in a note on ``exc``.
 
@@ -409,7 +492,7 @@ def _checkpoint_last_good(exc: TrainingError, config: TrainConfig, directory: Ru
     saved_at = directory.checkpoint_iteration
     if saved_at != target:
         try:
-            if _replay_and_save(config, directory, fingerprint, target):
+            if _replay_and_save(config, directory, fingerprint, target, factory):
                 saved_at = target
         except Exception:  # the checkpoint already there stays; the note says which
             saved_at = directory.checkpoint_iteration
@@ -423,13 +506,14 @@ def _checkpoint_last_good(exc: TrainingError, config: TrainConfig, directory: Ru
 
 
 def _replay_and_save(config: TrainConfig, directory: RunDirectory,
-                     fingerprint: dict[str, Any] | None, target: int) -> bool:
+                     fingerprint: dict[str, Any] | None, target: int,
+                     factory: Any = None) -> bool:
     directory.metrics.flush()
     path = directory.metrics_path
     written = path.read_bytes() if path.exists() else b""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # already shown by the run itself
-        parts = build_parts(config)
+        parts = build_parts(config, env_factory=factory)
         try:
             loop = SequentialTrustRegion(parts)
             if directory.checkpoint_iteration is not None:
@@ -446,7 +530,7 @@ def _replay_and_save(config: TrainConfig, directory: RunDirectory,
             directory.save_checkpoint(loop.state_dict(), iteration=target,
                                       fingerprint=fingerprint)
         finally:
-            parts.env.close()
+            parts.close()
     return True
 
 
@@ -470,7 +554,11 @@ def train(
             only ``iterations`` and logging/checkpoint options may change). The checkpoint
             must match ``config.yaml``, the env's spaces and ``metrics.csv``; rows past the
             checkpoint are dropped.
-        **overrides: any ``TrainConfig`` field.
+        **overrides: any ``TrainConfig`` field. ``env`` may also be a PettingZoo
+            ``ParallelEnv`` factory callable (called with ``env_kwargs``); the config records
+            its ``"module:name"``, or ``"<callable ...>"`` for one that cannot be imported
+            by name (a lambda, a closure), which a resume then needs again:
+            ``train(resume=DIR, env=factory)``.
 
     Returns:
         A ``TrainResult``.
@@ -529,7 +617,7 @@ def convert_checkpoint(run_dir: str | Path, *, trust: bool = False) -> Path:
         raise ValueError(f"the checkpoint in {where!r} is already in the current format: "
                          "nothing to convert")
     state = load_legacy_checkpoint(directory.checkpoint_path)
-    config = read_config(directory.config_path, "config.yaml")
+    config = _saved_config(directory)
     _refuse_unimported_modules(config, where)
     parts = build_parts(config)
     try:
@@ -546,7 +634,7 @@ def convert_checkpoint(run_dir: str | Path, *, trust: bool = False) -> Path:
                 f"({_first_line(exc)}); not converted") from None
         fingerprint = run_fingerprint(parts.config, parts.env)
     finally:
-        parts.env.close()
+        parts.close()
     position = metrics_position_at(directory.metrics_path, loop.iteration * config.replicas,
                                    config.replicas)
     backup = directory.path / LEGACY_BACKUP_FILE
@@ -555,9 +643,39 @@ def convert_checkpoint(run_dir: str | Path, *, trust: bool = False) -> Path:
     return backup
 
 
-def _progress_line(row: dict[str, Any]) -> str:
+def _progress_line(row: dict[str, Any], multi_step: bool = False) -> str:
+    """One progress line: the mean reward and action 0's means (one-step games), or the
+    episode return, its team sum and length, and the last evaluation (multi-step envs)."""
+    if multi_step:
+        text = (f"iter {int(row['iteration']) + 1:>6}  steps {int(row['env_steps']):>9}  "
+                f"return {row['episode_return_mean']:.3f} (team {row['episode_return_team']:.3f},"
+                f" length {row['episode_length_mean']:.1f})")
+        value = row.get("eval_return_mean", math.nan)
+        if math.isfinite(value):
+            text += f"  eval {value:.3f}"
+        return text
     means = [f"{v:.3f}" for k, v in row.items() if k.startswith("mean_0_")]
     text = f"iter {int(row['iteration']) + 1:>6}  reward {row['reward_mean']:.4f}"
     if means:
         text += "  means " + " ".join(means)
     return text
+
+
+def return_summary(result: TrainResult, window: int = 10) -> list[str]:
+    """Lines on a multi-step run's episode returns, one per seed (none for one-step runs):
+    the mean episode return over the last ``window`` iterations (per agent and the team's
+    sum), the mean episode length and the last evaluation."""
+    if not result.multi_step:
+        return []
+    lines = []
+    for single in result.split():
+        line = (f"seed {single.config.seed}: episode return {single.final_return(window):.3f} "
+                f"per agent, {single.final_return(window, 'episode_return_team'):.3f} team "
+                f"(last {window} iterations; length "
+                f"{single.final_return(window, 'episode_length_mean'):.1f})")
+        evaluated = single.column("eval_return_mean")
+        evaluated = evaluated[np.isfinite(evaluated)]
+        if len(evaluated):
+            line += f"; last evaluation {evaluated[-1]:.3f}"
+        lines.append(line)
+    return lines

@@ -1,9 +1,17 @@
 """Training configuration: one dataclass, validated before any work, saved as YAML.
 
-Fields marked *preset* default to ``None``: the preset fills them (``hatrpo``,
-``wmatrpo-caatr``, ...), and whatever the user sets explicitly wins over the preset. A
-resolved config (``resolve``) has every field set and is what a run directory stores; loading
-it back (``TrainConfig.from_yaml``) reproduces the run.
+Fields marked *preset* or *profile* default to ``None`` and are filled when the run is
+built, in the order user > preset > profile > library default:
+
+- a *preset* (``hatrpo``, ``wmatrpo-caatr``, ...) fills the algorithm's fields;
+- a *profile* (``marl_tr.profiles``: ``one_step`` for the suite's one-shot games, whose
+  values are the library defaults, ``multi_step`` for envs whose episodes last several
+  steps, e.g. MPE) fills the fields that depend on the kind of env: batch layout, network
+  sizes, critic training, value normalisation, evaluation. ``profile="auto"`` picks one
+  from the env.
+
+A resolved config (``setup.resolve_config``) has every field set and is what a run directory
+stores; loading it back (``TrainConfig.from_yaml``) reproduces the run.
 """
 
 from __future__ import annotations
@@ -25,7 +33,13 @@ from marl_tr.validation import (
     check_positive,
 )
 
-__all__ = ["LIBRARY_DEFAULTS", "PRESET_FIELDS", "TrainConfig"]
+__all__ = ["LAYERED_FIELDS", "LIBRARY_DEFAULTS", "PRESET_FIELDS", "PROFILE_FIELDS",
+           "ConfigWarning", "TrainConfig"]
+
+
+class ConfigWarning(UserWarning):
+    """A setting that runs but probably does not fit the env (e.g. a state-independent
+    policy on an env whose observations vary)."""
 
 
 def _help(text: str, **kwargs: Any) -> Any:
@@ -38,13 +52,27 @@ class TrainConfig:
 
     # -- what to train on -----------------------------------------------------------------
     env: str = _help(
-        "Gymnasium id with a native vector env (DiffGame-v0, ClimbingGame-v0, ...) or a "
-        "PettingZoo ParallelEnv factory 'package.module:factory'",
+        "Gymnasium id with a native vector env (DiffGame-v0, ClimbingGame-v0, ...), an MPE "
+        "task's short name (simple_spread, simple_reference, simple_speaker_listener; needs "
+        "the [mpe] extra) or a PettingZoo ParallelEnv factory 'package.module:factory' "
+        "(from Python, marl_tr.train(env=factory) also takes the callable itself)",
         default="DiffGame-v0",
     )
     env_kwargs: dict[str, Any] = _help(  # noqa: RUF009 - field() with help metadata
         "keyword arguments of the env, e.g. {n: 7} (CLI: n=7,sigma=(1,3,1))",
         default_factory=dict,
+    )
+    vectorization: str = _help(
+        "how PettingZoo env copies are stepped: 'sync' (in this process) or 'async' (in "
+        "subprocesses, Gymnasium's AsyncVectorEnv; the same batches as sync). The suite's "
+        "Gymnasium ids always step their copies in one batched numpy call", default="sync",
+    )
+    profile: str = _help(
+        "defaults that fit the env, below the preset's: 'auto' (one_step for the suite's "
+        "one-shot games and envs whose episodes end after one step, multi_step otherwise), "
+        "'one_step' (the library defaults) or 'multi_step' (MLPs, Adam critic over "
+        "minibatches, value normalisation, T steps per copy with GAE, evaluation)",
+        default="auto",
     )
     # -- the algorithm (preset fields) ----------------------------------------------------
     preset: str | None = _help(
@@ -72,10 +100,13 @@ class TrainConfig:
     )
     # -- budget and reproducibility ---------------------------------------------------------
     iterations: int = _help("training iterations", default=200)
-    batch_size: int = _help("joint transitions per iteration (T * num_envs)", default=30)
+    batch_size: int | None = _help(
+        "profile. joint transitions per iteration and replica (T * num_envs); one_step 30, "
+        "multi_step 4000", default=None)
     num_envs: int | None = _help(
-        "env copies stepped together; default: batch_size (one step each, right for one-step "
-        "games)", default=None,
+        "profile. env copies stepped together (each steps T = batch_size / num_envs times "
+        "per iteration); one_step: batch_size (one step each), multi_step 20",
+        default=None,
     )
     seed: int = _help("seed of everything (env, sampling, agent order)", default=0)
     replicas: int = _help(
@@ -87,9 +118,14 @@ class TrainConfig:
         "policy class: auto (gaussian for Box, categorical for Discrete actions), gaussian, "
         "categorical or 'package.module:Class'", default="auto",
     )
-    policy_hidden: tuple[int, ...] = _help(
-        "policy MLP hidden sizes; () is the state-independent policy of the paper's game",
-        default=(),
+    policy_hidden: tuple[int, ...] | None = _help(
+        "profile. policy MLP hidden sizes; () is the state-independent policy of the "
+        "paper's game (one_step), multi_step (64, 64)", default=None,
+    )
+    share_parameters: bool = _help(
+        "one policy for all agents (they must have identical spaces), which sees an "
+        "agent-id one-hot after its observation; updated once per iteration on every "
+        "agent's samples", default=False,
     )
     init_mean: float | None = _help(
         "initial Gaussian mean; default: the env's suggested start (the paper's 1.5 for "
@@ -101,15 +137,34 @@ class TrainConfig:
     std_param: str = _help("std parameterisation: log_std or bounded", default="log_std")
     min_std: float = _help("std floor (keeps a collapsed policy finite)", default=1e-3)
     # -- critic and advantages --------------------------------------------------------------
-    critic_hidden: tuple[int, ...] = _help(
-        "critic MLP hidden sizes; () is a linear V(s) (a learned baseline)", default=()
+    critic_hidden: tuple[int, ...] | None = _help(
+        "profile. critic MLP hidden sizes; () is a linear V(s), a learned baseline "
+        "(one_step), multi_step (64, 64)", default=None,
     )
-    critic_epochs: int = _help("critic gradient steps per iteration", default=1)
+    critic_epochs: int | None = _help(
+        "profile. critic passes over the batch per iteration; one_step 1, multi_step 5",
+        default=None)
+    critic_minibatches: int | None = _help(
+        "profile. minibatches per critic pass (one gradient step each, a fresh shuffle per "
+        "pass); one_step 1 (the full batch), multi_step 4", default=None)
+    value_norm: bool | None = _help(
+        "profile. normalise the critic's targets by a running mean and std (HARL's "
+        "ValueNorm); one_step false, multi_step true", default=None)
     gamma: float = _help("discount factor", default=0.99)
     gae_lambda: float = _help("GAE lambda", default=0.95)
     max_log_factor: float | None = _help(
         "clamp |log| of the eq. 15 teammate ratio product (None: no clamp)", default=20.0
     )
+    signal_level: float | None = _help(
+        "level of the test that an agent's surrogate gradient stands out of its own sampling "
+        "noise (no step where it does not; solvers.base.gradient_signal); None: no test",
+        default=0.01,
+    )
+    # -- evaluation -----------------------------------------------------------------------
+    eval_interval: int | None = _help(
+        "profile. every this many iterations, play eval_episodes episodes with the "
+        "deterministic policy (0: never); one_step 0, multi_step 10", default=None)
+    eval_episodes: int = _help("episodes per evaluation (per replica)", default=10)
     # -- numerics, logging, output ------------------------------------------------------------
     dtype: str = _help("torch dtype: float32 or float64", default="float32")
     log_interval: int = _help("print a progress line every this many iterations (0: never)",
@@ -162,7 +217,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         for key in ("policy_hidden", "critic_hidden"):
-            out[key] = list(out[key])
+            if out[key] is not None:
+                out[key] = list(out[key])
         return out
 
     def to_yaml(self, path: str | Path) -> None:
@@ -183,11 +239,21 @@ class TrainConfig:
     # -- validation of plain fields (plug-ins are validated when built) -----------------------
     def validate(self) -> None:
         """Check every plain field; raise ``ValueError`` naming the bad value."""
+        if not isinstance(self.env, str):
+            raise ValueError(
+                f"env must be a string (a Gymnasium id, an MPE short name or "
+                f"'package.module:factory'), got {self.env!r}; a factory callable is taken by "
+                "marl_tr.train(env=factory)"
+            )
+        check_choice("vectorization", self.vectorization, ("sync", "async"))
+        if not isinstance(self.profile, str) or not self.profile.strip():
+            raise ValueError(f"profile must be 'auto' or a profile name, got {self.profile!r}")
         check_int("iterations", self.iterations, minimum=0)
-        check_int("batch_size", self.batch_size, minimum=1)
+        if self.batch_size is not None:
+            check_int("batch_size", self.batch_size, minimum=1)
         if self.num_envs is not None:
             check_int("num_envs", self.num_envs, minimum=1)
-            if self.batch_size % self.num_envs:
+            if self.batch_size is not None and self.batch_size % self.num_envs:
                 raise ValueError(
                     f"batch_size ({self.batch_size}) must be a multiple of num_envs "
                     f"({self.num_envs})"
@@ -201,7 +267,17 @@ class TrainConfig:
         if self.init_mean is not None:
             check_in_range("init_mean", self.init_mean, -1e6, 1e6)
         check_positive("min_std", self.min_std)
-        check_int("critic_epochs", self.critic_epochs, minimum=0)
+        if self.critic_epochs is not None:
+            check_int("critic_epochs", self.critic_epochs, minimum=0)
+        if self.critic_minibatches is not None:
+            check_int("critic_minibatches", self.critic_minibatches, minimum=1)
+        for name in ("value_norm", "share_parameters"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+        if self.eval_interval is not None:
+            check_int("eval_interval", self.eval_interval, minimum=0)
+        check_int("eval_episodes", self.eval_episodes, minimum=1)
         if self.critic_lr is not None:
             check_positive("critic_lr", self.critic_lr)
         if self.critic_optimizer is not None:
@@ -210,17 +286,31 @@ class TrainConfig:
         check_in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
         if self.max_log_factor is not None:
             check_positive("max_log_factor", self.max_log_factor)
+        if self.signal_level is not None:
+            check_in_range("signal_level", self.signal_level, 0.0, 1.0, low_open=True)
         check_choice("dtype", self.dtype, ("float32", "float64"))
         check_int("log_interval", self.log_interval, minimum=0)
         check_int("checkpoint_interval", self.checkpoint_interval, minimum=0)
         check_non_negative("checkpoint_seconds", self.checkpoint_seconds)
         if not isinstance(self.env_kwargs, dict):
             raise ValueError(f"env_kwargs must be a mapping, got {self.env_kwargs!r}")
-        _as_sizes("policy_hidden", self.policy_hidden)
-        _as_sizes("critic_hidden", self.critic_hidden)
+        for name in ("policy_hidden", "critic_hidden"):
+            if getattr(self, name) is not None:
+                _as_sizes(name, getattr(self, name))
 
 
-#: Values of the preset fields when neither the user nor a preset sets them.
+#: Fields a preset fills (the algorithm).
+PRESET_FIELDS = ("divergence", "radius", "solver", "normalize_advantages", "critic_lr",
+                 "critic_optimizer", "critic", "agent_order")
+#: Fields a profile fills (what depends on the kind of env); ``num_envs`` left unset by every
+#: layer is ``batch_size`` (one step per copy).
+PROFILE_FIELDS = ("batch_size", "num_envs", "policy_hidden", "critic_hidden", "critic_epochs",
+                  "critic_minibatches", "value_norm", "eval_interval")
+#: Every field resolved through the layers user > preset > profile > library default.
+LAYERED_FIELDS = (*PRESET_FIELDS, *PROFILE_FIELDS)
+
+#: Values of the layered fields when neither the user, the preset nor the profile sets them:
+#: the paper's one-step game (the ``one_step`` profile adds nothing to them).
 LIBRARY_DEFAULTS: dict[str, Any] = {
     "divergence": "kl",
     "radius": "fixed:delta=0.1",
@@ -230,8 +320,14 @@ LIBRARY_DEFAULTS: dict[str, Any] = {
     "critic_optimizer": "sgd",
     "critic": "v",
     "agent_order": "random",
+    "batch_size": 30,
+    "policy_hidden": (),
+    "critic_hidden": (),
+    "critic_epochs": 1,
+    "critic_minibatches": 1,
+    "value_norm": False,
+    "eval_interval": 0,
 }
-PRESET_FIELDS = tuple(LIBRARY_DEFAULTS)
 
 
 def _as_sizes(name: str, value: Any) -> tuple[int, ...]:

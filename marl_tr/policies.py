@@ -177,35 +177,79 @@ STD_PARAMETERISATIONS: Registry[StdParameterisation] = Registry(
 
 @STD_PARAMETERISATIONS.register("log_std", aliases=("log",))
 class LogStd(StdParameterisation):
-    """``std = min_std + exp(rho)``: log-std with a smooth floor.
+    """``std = min_std + exp(rho)``: log-std with a smooth floor, and optionally a ceiling.
 
     The floor keeps a collapsed policy finite (log-probabilities, ratios and Fisher terms
     stay bounded), and ``d std/d rho -> 0`` as the std approaches it, so no step can cross it.
 
+    The ceiling ``max_std`` bounds an agent that has no signal: a trust-region step has the
+    size of the radius whatever the gradient's, and the KL cost of a std step is smaller
+    upwards than downwards, so a std without signal random-walks upwards without bound
+    (``docs/paper-notes.md``). With ``e = exp(rho)`` and ``S = max_std - min_std`` the std is
+    ``min_std + e`` exactly up to the knee ``e = S / 2`` (runs that stay below it are
+    unchanged, bit for bit), and ``min_std + S/2 + (S/2) tanh((e - S/2) / (S/2))`` above it,
+    which is twice differentiable at the knee and tends to ``max_std`` as ``rho -> inf``. The
+    trainer ties it to the action bounds (``training.setup``).
+
     Args:
         min_std: the floor (> 0).
+        max_std: the ceiling (> 2 ``min_std``), or ``None`` for none.
     """
 
-    def __init__(self, min_std: float = 1e-3) -> None:
+    def __init__(self, min_std: float = 1e-3, max_std: float | None = None) -> None:
         self.min_std = check_positive("min_std", min_std)
+        self.max_std = None if max_std is None else check_positive("max_std", max_std)
+        if self.max_std is not None and not self.max_std > 2.0 * self.min_std:
+            raise ValueError(
+                f"max_std must be > 2 * min_std = {2.0 * self.min_std!r}, got {max_std!r}"
+            )
+        # the knee S / 2 (also the width of the saturating part); None without a ceiling
+        self._knee = None if self.max_std is None else 0.5 * (self.max_std - self.min_std)
+
+    def _excess(self, rho: Tensor) -> tuple[Tensor, Tensor]:
+        """``(std - min_std, d std / d rho)``."""
+        scale = torch.exp(rho)
+        knee = self._knee
+        if knee is None:
+            return scale, scale
+        above = scale > knee
+        x = (scale - knee).clamp_min(0.0) / knee
+        excess = torch.where(above, knee + knee * torch.tanh(x), scale)
+        # e * sech(x)^2 = exp(rho + 2 (log 2 - x - log1p(exp(-2x)))): accurate (and 0, not
+        # inf * 0) far into the saturation
+        log_sech2 = 2.0 * (math.log(2.0) - x - torch.log1p(torch.exp(-2.0 * x)))
+        slope = torch.where(above, torch.exp(rho + log_sech2), scale)
+        return excess, slope
 
     def std(self, rho: Tensor) -> Tensor:
-        return torch.add(torch.exp(rho), constant_like(self.min_std, rho))
+        if self._knee is None:
+            return torch.add(torch.exp(rho), constant_like(self.min_std, rho))
+        return torch.add(self._excess(rho)[0], constant_like(self.min_std, rho))
 
     def derivative(self, rho: Tensor) -> Tensor:
-        return torch.exp(rho)
+        return self._excess(rho)[1]
 
     def std_and_derivative(self, rho: Tensor) -> tuple[Tensor, Tensor]:
-        scale = torch.exp(rho)
-        return torch.add(scale, constant_like(self.min_std, rho)), scale
+        excess, slope = self._excess(rho)
+        return torch.add(excess, constant_like(self.min_std, rho)), slope
 
     def inverse(self, std: float) -> float:
         if std <= self.min_std:
             raise ValueError(f"init_std must be > min_std = {self.min_std}, got {std!r}")
-        return math.log(std - self.min_std)
+        if self.max_std is not None and std >= self.max_std:
+            raise ValueError(f"init_std must be < max_std = {self.max_std}, got {std!r}")
+        excess, knee = std - self.min_std, self._knee
+        if knee is None or excess <= knee:
+            return math.log(excess)
+        return math.log(knee + knee * math.atanh((excess - knee) / knee))
 
     def rho_of(self, std: Tensor) -> Tensor:
-        return torch.log((std - self.min_std).clamp_min(1e-6 * self.min_std))
+        excess = (std - self.min_std).clamp_min(1e-6 * self.min_std)
+        knee = self._knee
+        if knee is None:
+            return torch.log(excess)
+        fraction = ((excess - knee) / knee).clamp(0.0, 1.0 - 1e-6)
+        return torch.log(torch.where(excess > knee, knee + knee * torch.atanh(fraction), excess))
 
 
 @STD_PARAMETERISATIONS.register("bounded", aliases=("sigmoid",))

@@ -100,7 +100,7 @@ def test_help_lists_every_config_field(capsys):
         assert f"--{name.replace('_', '-')}" in out, name
     assert "--resume" in out and "--config" in out
     assert "(default: 200)" in out  # iterations
-    assert "(default: the preset's, else 'kl')" in out  # a preset field
+    assert "(default: the preset's, else 'kl')" in " ".join(out.split())  # a preset field
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -147,8 +147,10 @@ def test_python_m_marl_tr_list_shows_every_registered_name():
                               ("solvers", SOLVERS), ("presets", PRESETS),
                               ("policies", POLICIES)]:
         assert f"{section}:" in out
-        block = out.split(f"{section}:", 1)[1]
-        listed = [line.split()[0] for line in block.splitlines()[1:len(registry) + 1]]
+        block = out.split(f"{section}:", 1)[1].split(":\n", 1)[0]
+        entries = [line for line in block.splitlines()[1:]  # continuation lines: deeper
+                   if line.startswith("  ") and not line.startswith("   ")]
+        listed = [line.split()[0] for line in entries[:len(registry)]]
         assert listed == registry.names(), section
     assert "envs:" in out
     for env_id in ("DiffGame-v0", "ClimbingGame-v0", "PenaltyGame-v0"):
@@ -159,5 +161,7 @@ def test_list_one_registry(capsys):
     assert main(["list", "presets"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "presets:"
-    assert [line.split()[0] for line in out.splitlines()[1:]] == PRESETS.names()
+    entries = [line for line in out.splitlines()[1:]  # continuation lines are indented deeper
+               if line.startswith("  ") and not line.startswith("   ")]
+    assert [line.split()[0] for line in entries] == PRESETS.names()
     assert "divergences:" not in out

@@ -135,9 +135,10 @@ DOCUMENTED = {
     "hatrpo-tr": ("kl", "fixed", "exact_radius"),
     "wmatrpo-dual": ("w1", "fixed", "ot_dual"),
     "wmatrpo-dual-caatr": ("w1", "caatr", "ot_dual"),
+    "ippo": ("kl", "fixed", "ppo_clip"),
 }
-CRITIC = {"wmatrpo-dual": "q", "wmatrpo-dual-caatr": "q"}
-ORDER = {"mappo": "simultaneous"}
+CRITIC = {"wmatrpo-dual": "q", "wmatrpo-dual-caatr": "q", "ippo": "v_local"}
+ORDER = {"mappo": "simultaneous", "ippo": "simultaneous"}
 
 
 def test_every_preset_is_documented_here():

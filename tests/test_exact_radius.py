@@ -221,9 +221,11 @@ def test_every_step_of_a_run_stays_within_its_radius(name, kind):
     delta = 0.05
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
+        # signal_level=None: every agent steps (at batch 30 the matrix games' first
+        # gradients rarely pass the default signal test)
         result = marl_tr.train(divergence=name, solver="exact_radius",
                                radius=f"fixed:delta={delta}", iterations=12, seed=1,
-                               min_std=MIN_STD, **settings)
+                               min_std=MIN_STD, signal_level=None, **settings)
     n = len(result.policies)
     ratio = np.array([[row[f"constraint_ratio_{i}"] for i in range(n)] for row in result.metrics])
     moved = np.array([[row[f"moved_{i}"] for i in range(n)] for row in result.metrics])

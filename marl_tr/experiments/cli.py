@@ -5,7 +5,14 @@
     marl-tr reproduce table3 --seeds 5 --out results/table3
     marl-tr reproduce figure1 --out results/figure1
     marl-tr reproduce basin-gap --gaps 2,3,4 --sigmas paper 1.0 --out results/basin_gap
-    marl-tr reproduce all --out docs/results
+    marl-tr reproduce variants --presets "hatrpo;wmatrpo-caatr;sb3:ppo" --seeds 5
+    marl-tr reproduce all --out results/all
+
+Wherever presets are named, a baseline may be too: ``sb3:ppo``, ``sb3:a2c`` (Stable-Baselines3)
+or ``sb3:trpo`` (sb3-contrib), a centralised learner on the joint view with the same env-step
+budget (``marl_tr.baselines``; ``pip install "marl_tr[baselines]"``). Every command takes
+``--import MODULE`` (added by ``marl_tr.cli``), so the plug-ins a module registers can be named.
+``EXAMPLES`` holds each command's ``--help`` examples.
 
 Seeds of one configuration are trained together as replicated runs of up to
 ``--max-replicas`` seeds (default 16; 1: one run per seed); rows do not depend on it. Interrupt
@@ -28,7 +35,43 @@ from marl_tr.experiments.sweeps import MAX_REPLICAS
 from marl_tr.registry import _split_top_level, parse_kwargs, parse_value
 from marl_tr.training.run_dir import check_output_path
 
-__all__ = ["add_experiment_commands"]
+__all__ = ["EXAMPLES", "add_experiment_commands"]
+
+#: ``--help`` examples by command path (``marl_tr.cli`` puts them in each command's epilog).
+EXAMPLES: dict[tuple[str, ...], str] = {
+    ("sweep",): """\
+  marl-tr sweep --presets hatrpo,wmatrpo-caatr --seeds 5 --grid n=3,5 --out results/sweep.csv
+  marl-tr sweep --presets hatrpo,sb3:ppo --seeds 3 --set iterations=500   # with a baseline
+  marl-tr sweep --presets wmatrpo-caatr --grid "sigma=1.0,(1,3,1)" --set basin_gap=3
+  marl-tr sweep --import my_presets --presets js-trpo --seeds 5   # a preset of ./my_presets.py
+  marl-tr sweep --presets hatrpo --seeds 10 --workers 4 --max-replicas 5""",
+    ("reproduce",): """\
+  marl-tr reproduce table3 --seeds 10 --out results/table3
+  marl-tr reproduce variants --presets "hatrpo;sb3:ppo;sb3:trpo"
+  marl-tr reproduce all --iterations 50 --seeds 2 --out results/preview   # a quick preview""",
+    ("reproduce", "table3"): """\
+  marl-tr reproduce table3 --seeds 10 --out results/table3
+  marl-tr reproduce table3 --n 3,5 --presets hatrpo,wmatrpo-caatr --iterations 1000""",
+    ("reproduce", "variants"): """\
+  marl-tr reproduce variants                       # the built-in list, n = 3, 5 seeds
+  marl-tr reproduce variants --presets "hatrpo;wmatrpo-caatr;sb3:ppo;sb3:trpo" --n 3,5
+  marl-tr reproduce variants --presets "wmatrpo-caatr:C=0.05;wmatrpo-caatr:C=0.1\"""",
+    ("reproduce", "matrix"): """\
+  marl-tr reproduce matrix --seeds 5 --out results/matrix
+  marl-tr reproduce matrix --games ClimbingGame-v0 --presets "hatrpo;wmatrpo\"""",
+    ("reproduce", "sensitivity"): """\
+  marl-tr reproduce sensitivity --seeds 5 --out results/sensitivity
+  marl-tr reproduce sensitivity --n 5 --presets hatrpo,wmatrpo-caatr""",
+    ("reproduce", "figure1"): """\
+  marl-tr reproduce figure1 --out results/figure1
+  marl-tr reproduce figure1 --env-kwargs sigma=1.0 --seed 3 --out results/figure1_sigma1""",
+    ("reproduce", "basin-gap"): """\
+  marl-tr reproduce basin-gap --out results/basin_gap
+  marl-tr reproduce basin-gap --gaps 2,3,4 --sigmas paper 1.0 --n 3,5""",
+    ("reproduce", "all"): """\
+  marl-tr reproduce all --out results/all
+  marl-tr reproduce all --iterations 50 --seeds 2 --out results/preview   # a quick preview""",
+}
 
 
 def _assignment(text: str) -> tuple[str, str]:
@@ -124,8 +167,8 @@ def _add_budget(parser: argparse.ArgumentParser, *, seeds: bool = True,
                            "(default: 5; at least 5 for the real table)")
     if presets:
         group.add_argument("--presets", type=_names, default=None,
-                           help="comma-separated presets (default: hatrpo, hatrpo-caatr, "
-                           "wmatrpo-caatr)")
+                           help="comma-separated presets or baselines such as sb3:ppo "
+                           "(default: hatrpo, hatrpo-caatr, wmatrpo-caatr)")
 
 
 def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -171,9 +214,10 @@ def _sweep(args: argparse.Namespace) -> int:
                     results=args.out, **_run_kwargs(args))
     print(markdown_table(
         ["preset", "env kwargs", "overrides", "seed", "final means", "distance", "E[r]",
-         "left basin", "ratio mean / max", "wall s"],
+         "return", "left basin", "ratio mean / max", "wall s"],
         [[row["preset"], str(row["env_kwargs"]), str(row["overrides"]), str(row["seed"]),
           fmt_vector(row["final_means"]), fmt(row["distance"]), fmt(row["expected_reward"], 4),
+          fmt(row.get("final_return_mean"), 3),  # the episode return (multi-step envs)
           fmt(row["left_basin_fraction"], 2),
           f"{fmt(row['overshoot_mean'], 2)} / {fmt(row['overshoot_max'], 2)}",
           fmt(row["wall_time"], 1)] for row in outcome.rows],
@@ -208,6 +252,26 @@ def _variants(args: argparse.Namespace) -> int:
     result = reproduce_variants(iterations=args.iterations, batch_size=args.batch_size,
                                 seeds=args.seeds, out=args.out, n=args.n, **presets,
                                 **_run_kwargs(args))
+    _print_experiment(result)
+    return 0
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    from marl_tr.experiments.paper import reproduce_matrix_games
+
+    result = reproduce_matrix_games(iterations=args.iterations, batch_size=args.batch_size,
+                                    seeds=args.seeds, out=args.out,
+                                    **_optional(args, "presets", "games"), **_run_kwargs(args))
+    _print_experiment(result)
+    return 0
+
+
+def _sensitivity(args: argparse.Namespace) -> int:
+    from marl_tr.experiments.paper import reproduce_sensitivity
+
+    result = reproduce_sensitivity(iterations=args.iterations, batch_size=args.batch_size,
+                                   seeds=args.seeds, out=args.out, n=args.n,
+                                   **_optional(args, "presets"), **_run_kwargs(args))
     _print_experiment(result)
     return 0
 
@@ -253,7 +317,9 @@ def _add_sweep(commands: Any) -> None:
         "cells. Everything is checked before the first run.",
     )
     parser.add_argument("--presets", type=_names, required=True,
-                        help="comma-separated presets, e.g. hatrpo,wmatrpo-caatr")
+                        help="comma-separated presets or baselines, e.g. "
+                        "hatrpo,wmatrpo-caatr,sb3:ppo (marl-tr list presets, marl-tr list "
+                        "baselines)")
     parser.add_argument("--seeds", default="1",
                         help="a count (5 = seeds 0-4), a range 3-7 or a list 0,4,9 (default: 1)")
     parser.add_argument("--env", default="DiffGame-v0", help="env id (default: DiffGame-v0)")
@@ -295,12 +361,38 @@ def _add_reproduce(commands: Any) -> None:
     variants.add_argument("--n", type=_int_list, default=[3],
                           help="team sizes (default: 3)")
     variants.add_argument("--presets", type=lambda text: [p for p in text.split(";") if p],
-                          default=None, help="preset config strings separated by ';' "
-                          "(default: the built-in list of variants)")
+                          default=None, help="preset or baseline config strings separated by "
+                          "';', e.g. 'hatrpo;sb3:ppo' (default: the built-in list of "
+                          "variants)")
     variants.add_argument("--out", type=Path, default=Path("results/variants"),
                           help="output directory (default: results/variants)")
     _add_run_options(variants)
     variants.set_defaults(handler=_guarded(_variants))
+
+    matrix = targets.add_parser(
+        "matrix", help="the climbing and penalty games: KL and W1 trust regions on discrete "
+        "actions", description="Categorical policies on the matrix games (resumable).")
+    _add_budget(matrix, presets=False)
+    matrix.add_argument("--games", type=_names, default=None,
+                        help="comma-separated games (default: ClimbingGame-v0,PenaltyGame-v0)")
+    matrix.add_argument("--presets", type=lambda text: [p for p in text.split(";") if p],
+                        default=None, help="preset config strings separated by ';' "
+                        "(default: the built-in list)")
+    matrix.add_argument("--out", type=Path, default=Path("results/matrix"),
+                        help="output directory (default: results/matrix)")
+    _add_run_options(matrix)
+    matrix.set_defaults(handler=_guarded(_matrix))
+
+    sensitivity = targets.add_parser(
+        "sensitivity", help="which presets' per-seed numbers survive float32 -> float64",
+        description="Every seed in float32 and in float64: stable presets' per-seed numbers "
+        "reproduce, chaotic presets' only as distributions over seeds (resumable).")
+    _add_budget(sensitivity)
+    sensitivity.add_argument("--n", type=_positive, default=3, help="team size (default: 3)")
+    sensitivity.add_argument("--out", type=Path, default=Path("results/sensitivity"),
+                             help="output directory (default: results/sensitivity)")
+    _add_run_options(sensitivity)
+    sensitivity.set_defaults(handler=_guarded(_sensitivity))
 
     figure1 = targets.add_parser("figure1", help="Figure 1: 2-agent paths over the contours",
                                  description="Figure 1: the 2-agent game, one run per method.")
@@ -333,8 +425,9 @@ def _add_reproduce(commands: Any) -> None:
                                     description="Table 3, Figure 1 and the basin-gap study, "
                                     "with an index README.md.")
     _add_budget(everything, presets=False)
-    everything.add_argument("--out", type=Path, default=Path("docs/results"),
-                            help="output directory (default: docs/results)")
+    everything.add_argument("--out", type=Path, default=Path("results/all"),
+                            help="output directory (default: results/all; the committed "
+                            "pages are made with --out docs/results)")
     _add_run_options(everything)
     everything.set_defaults(handler=_guarded(_all))
 

@@ -14,6 +14,14 @@ Definitions (used by sweeps, Table 3, Figure 1 and the basin-gap study):
   ``E[r] >= max(REACH_FRACTION * r_hi, (r_hi + r_lo) / 2)``: within 10 % of the higher peak's
   reward *and* closer to it than to the lower peak's (a policy parked on the lower peak never
   counts). If the peaks tie, ``E[r] >= REACH_FRACTION * r_hi`` (either peak counts).
+* **Matrix games** (categorical policies): ``E[r]`` of the final joint policy from the payoff
+  table, and the probability that it plays an optimal joint action.
+* **Episode return** (multi-step envs, no analytic core needed): ``final_return_mean``, the
+  mean over the last 10 iterations of the mean episode return (per agent, with a mean team
+  reward; ``final_return_team`` for the sum over agents), and ``eval_return_mean``, the last
+  evaluation's (deterministic policy).
+* **lambda**: the mean over iterations and agents of the solver's logged dual variable
+  (``ot_dual``'s ``lambda*``; ``primal_dual``'s ``lambda``).
 * **Constraint overshoot**: ``constraint_ratio_i = divergence reached / radius`` of agent ``i``'s
   step (the radius is delta = 0.1 for fixed-radius presets, CAATR's delta_i otherwise), over the
   iterations where the agent moved (``moved_i = 1``). Per agent: the mean ratio, the largest
@@ -165,6 +173,54 @@ def _game_summary(result: Any, means: list[Any]) -> dict[str, Any]:
     return out
 
 
+def _categorical_summary(result: Any) -> dict[str, Any]:
+    """Final probabilities of state-independent categorical policies and, for a matrix game,
+    ``E[r]`` of the final joint policy and the probability of playing an optimal joint action
+    (NaN / empty otherwise)."""
+    out: dict[str, Any] = {"final_probs": [], "optimal_joint_probability": math.nan,
+                           "expected_reward": math.nan}
+    policies = result.policies
+    if not policies or not all(getattr(p, "action_kind", "") == "discrete"
+                               and getattr(p, "state_independent", False) for p in policies):
+        return out
+    import torch
+
+    with torch.no_grad():
+        probs = [torch.softmax(p.logits.detach()[0].double(), -1).numpy() for p in policies]
+    out["final_probs"] = [row.tolist() for row in probs]
+    game = result.game
+    if game is not None and hasattr(game, "optimal_joint_actions"):
+        out["expected_reward"] = float(game.expected_reward(probs))
+        out["optimal_joint_probability"] = float(sum(
+            np.prod([probs[i][a] for i, a in enumerate(joint)])
+            for joint in game.optimal_joint_actions()))
+    return out
+
+
+def _dual_summary(metrics: list[dict[str, Any]], n_agents: int) -> dict[str, Any]:
+    """The mean dual variable ``lambda`` over iterations and agents where a solver logs one
+    (``ot_dual``'s ``lambda*``, ``primal_dual``'s ``lambda``); NaN otherwise."""
+    values = [row.get(f"lambda_{i}", math.nan) for row in metrics for i in range(n_agents)]
+    finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return {"lambda_mean": float(np.mean(finite)) if finite else math.nan}
+
+
+def _last_finite(metrics: list[dict[str, Any]], key: str, window: int) -> float:
+    """The mean of the last ``window`` finite values of ``key`` (NaN if none)."""
+    values = [float(row[key]) for row in metrics
+              if isinstance(row.get(key), (int, float)) and math.isfinite(row[key])]
+    return float(np.mean(values[-window:])) if values else math.nan
+
+
+def _return_summary(result: Any, window: int = 10) -> dict[str, float]:
+    """Episode returns (multi-step envs): the mean of the last ``window`` iterations' mean
+    episode return, per agent and the team's sum, and the last evaluation's."""
+    metrics = result.metrics
+    return {"final_return_mean": _last_finite(metrics, "episode_return_mean", window),
+            "final_return_team": _last_finite(metrics, "episode_return_team", window),
+            "eval_return_mean": _last_finite(metrics, "eval_return_mean", 1)}
+
+
 def measure(result: Any) -> dict[str, Any]:
     """Every outcome of a finished run (a ``TrainResult``) as one flat record.
 
@@ -179,13 +235,21 @@ def measure(result: Any) -> dict[str, Any]:
     n_agents = len(result.policies)
     policy = _policy_summary(result)
     last = result.metrics[-1] if result.metrics else {}
+    game = _game_summary(result, policy["final_means"])
+    categorical = _categorical_summary(result)
+    if math.isnan(game["expected_reward"]):
+        game["expected_reward"] = categorical["expected_reward"]
     return {
         "n_agents": n_agents,
         "iterations": int(result.config.iterations),
         "batch_size": int(result.config.batch_size),
         **policy,
-        **_game_summary(result, policy["final_means"]),
+        **game,
+        "final_probs": categorical["final_probs"],
+        "optimal_joint_probability": categorical["optimal_joint_probability"],
+        **_dual_summary(result.metrics, n_agents),
         "final_reward_mean": float(last.get("reward_mean", math.nan)),
+        **_return_summary(result),
         **overshoot(result.metrics, n_agents),
         "resolved_config": {k: v for k, v in result.config.to_dict().items()
                             if k not in ("run_dir", "progress")},

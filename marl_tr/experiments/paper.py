@@ -42,14 +42,22 @@ from marl_tr.experiments.sweeps import (
 )
 
 __all__ = [
+    "BASIN_GAP_PRESETS",
+    "MATRIX_GAMES",
+    "MATRIX_PRESETS",
+    "STABLE_TOLERANCE",
     "TABLE2",
     "TABLE3",
+    "TABLE3_EXTRA",
+    "TABLE3_METHODS",
     "TABLE3_N",
     "TABLE3_PRESETS",
     "VARIANTS",
     "ExperimentResult",
     "PaperEntry",
     "reproduce_basin_gap",
+    "reproduce_matrix_games",
+    "reproduce_sensitivity",
     "reproduce_table3",
     "reproduce_variants",
 ]
@@ -64,6 +72,16 @@ TABLE3_PRESETS: dict[str, str] = {
 }
 #: Table 3's team sizes.
 TABLE3_N: tuple[int, ...] = (3, 5, 7, 9)
+#: Rows beyond the paper's, same table: the trust regions held at their radius and the
+#: paper's exact update (Theorem 1's dual), with a learned and an oracle Q.
+TABLE3_EXTRA: dict[str, str] = {
+    "hatrpo-tr": "HATRPO, KL held at the radius (exact_radius)",
+    "wmatrpo-tr-caatr": "W-MATRPO + CAATR, exact W1 held at the radius (exact_radius)",
+    "wmatrpo-dual-caatr": "W-MATRPO + CAATR, exact dual (Thm. 1), learned Q",
+    "wmatrpo-dual-caatr:critic=oracle_q": "W-MATRPO + CAATR, exact dual (Thm. 1), oracle Q",
+}
+#: Every method the Table 3 command runs by default, with its label.
+TABLE3_METHODS: dict[str, str] = {**TABLE3_PRESETS, **TABLE3_EXTRA}
 
 
 @dataclass(frozen=True)
@@ -205,9 +223,16 @@ def _seed_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "left_basin_fraction": mean_sd(r["left_basin_fraction"] for r in rows)[0],
         "inside_bounds_fraction": mean_sd(r["inside_bounds_fraction"] for r in rows)[0],
         "reached_higher_count": sum(bool(v) for v in reached),
+        "lambda_mean": _nan_mean(r["lambda_mean"] for r in rows),
         **_overshoot_summary(rows),
         "wall_time_mean": mean_sd(r["wall_time"] for r in rows)[0],
     }
+
+
+def _nan_mean(values: Iterable[float]) -> float:
+    """The mean of the finite values (NaN if none)."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def _run_options(workers: int | None, max_replicas: int, backend: str, ray_address: str | None,
@@ -219,7 +244,7 @@ def _run_options(workers: int | None, max_replicas: int, backend: str, ray_addre
 # -- Table 3 ------------------------------------------------------------------------------------
 def table3_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Table 3's summary lines from per-seed sweep rows, by team size then method."""
-    order = list(TABLE3_PRESETS)
+    order = list(TABLE3_METHODS)
     groups = group_rows(rows, ("n_agents", "preset"))
     lines = []
     for (n, preset), members in sorted(
@@ -227,7 +252,7 @@ def table3_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                                             if kv[0][1] in order else len(order))):
         paper = TABLE3.get((preset, n))
         lines.append({
-            "n": n, "preset": preset, "method": TABLE3_PRESETS.get(preset, preset),
+            "n": n, "preset": preset, "method": TABLE3_METHODS.get(preset, preset),
             "paper_distance": paper.distance if paper else math.nan,
             "paper_final_actions": list(paper.actions) if paper else [],
             **_seed_summary(members),
@@ -268,7 +293,7 @@ def reproduce_table3(
     iterations: int = TABLE2["iterations"],
     seeds: int | str | Iterable[int] = 5,
     n: int | Iterable[int] = TABLE3_N,
-    presets: Iterable[str] = tuple(TABLE3_PRESETS),
+    presets: Iterable[str] = tuple(TABLE3_METHODS),
     batch_size: int = TABLE2["batch_size"],
     out: str | Path | None = None,
     workers: int | None = None,
@@ -277,7 +302,8 @@ def reproduce_table3(
     ray_address: str | None = None,
     echo: bool = False,
 ) -> ExperimentResult:
-    """Table 3: HATRPO, HATRPO + CAATR and W-MATRPO + CAATR on the differential game.
+    """Table 3: HATRPO, HATRPO + CAATR and W-MATRPO + CAATR on the differential game, and
+    beside them (``TABLE3_EXTRA``) the trust regions held at their radius and the exact dual.
 
     Table 2's settings (delta 0.1, C by team size, N(1.5, 0.5^2) start) come from the presets;
     the budget from ``iterations`` and ``batch_size``. Each (method, n)'s seeds run as
@@ -288,7 +314,7 @@ def reproduce_table3(
         iterations: training iterations per run (Table 2: 4000).
         seeds: a count (5 = seeds 0-4; at least 5 for the real table) or a seed list.
         n: team sizes, some of 3, 5, 7, 9.
-        presets: some of hatrpo, hatrpo-caatr, wmatrpo-caatr.
+        presets: some of ``TABLE3_METHODS`` (the paper's three and ``TABLE3_EXTRA``).
         batch_size: joint transitions per iteration (Table 2: 30).
         out: directory for ``cells.csv`` (per seed), ``table3.csv`` and ``table3.md``; None:
             write nothing.
@@ -306,7 +332,7 @@ def reproduce_table3(
         ValueError: bad input, before any run.
     """
     sizes = _ints("n", n, TABLE3_N)
-    names = _presets(presets, tuple(TABLE3_PRESETS))
+    names = _presets(presets, tuple(TABLE3_METHODS))
     seed_list = parse_seeds(seeds)
     out = Path(out) if out is not None else None
     outcome = _run_sweep(out, names, seed_list, [{"n": k} for k in sizes],
@@ -344,6 +370,15 @@ VARIANTS: dict[str, str] = {
                                                           "the ball",
     "wmatrpo-caatr:solver='primal_dual:optimizer=adam,lr_theta=0.001,safeguard=shrink'":
         "... with Adam (lr 1e-3) and the shrink safeguard",
+    "hatrpo-tr": "KL held at the radius (exact_radius, gradient direction)",
+    "wmatrpo-tr": "exact W1 held at the radius (exact_radius, gradient direction)",
+    "wmatrpo-tr-caatr": "... with CAATR radii",
+    "wmatrpo-tr:solver='exact_radius:direction=natural'": "exact W1 held at the radius, "
+                                                          "Fisher (KL) direction",
+    "wmatrpo-dual": "exact dual (Thm. 1, Cor. 1), learned Q",
+    "wmatrpo-dual:critic=oracle_q": "exact dual (Thm. 1, Cor. 1), oracle Q",
+    "wmatrpo-dual-caatr": "exact dual + CAATR, learned Q",
+    "wmatrpo-dual-caatr:critic=oracle_q": "exact dual + CAATR, oracle Q",
 }
 
 
@@ -485,12 +520,17 @@ def _sigmas_flag(sigmas: Sequence[Any]) -> list[str]:
             ",".join(map(str, s)) if isinstance(s, (list, tuple)) else str(s) for s in sigmas]
 
 
+#: The basin-gap study's methods: the paper's three, W1 held at the radius and the exact dual.
+BASIN_GAP_PRESETS: tuple[str, ...] = (*TABLE3_PRESETS, "wmatrpo-tr-caatr", "wmatrpo-dual-caatr",
+                                      "wmatrpo-dual-caatr:critic=oracle_q")
+
+
 def reproduce_basin_gap(
     *,
     gaps: Iterable[float] = (2.0, 3.0, 4.0),
     sigmas: Sequence[Any] = ("paper", 1.0),
     n: int | Iterable[int] = 3,
-    presets: Iterable[str] = tuple(TABLE3_PRESETS),
+    presets: Iterable[str] = BASIN_GAP_PRESETS,
     iterations: int = TABLE2["iterations"],
     seeds: int | str | Iterable[int] = 5,
     batch_size: int = TABLE2["batch_size"],
@@ -514,7 +554,7 @@ def reproduce_basin_gap(
         sigmas: widths of the far bump: ``"paper"`` (or None) for the paper's (1, 3, 1, 1, ...),
             a number for every agent, or one number per agent.
         n: team size(s).
-        presets: any registered presets (default: Table 3's three).
+        presets: any registered presets (default: ``BASIN_GAP_PRESETS``).
         iterations, seeds, batch_size: as for ``reproduce_table3``.
         out: directory for ``cells.csv``, ``basin_gap.csv`` and ``basin_gap.md``.
         workers, max_replicas, backend, ray_address, echo: see ``sweep``.
@@ -548,3 +588,234 @@ def reproduce_basin_gap(
     markdown = markdown_document("Basin-gap study: which presets reach the higher peak",
                                  command, _basin_gap_markdown(lines), _DEFINITIONS)
     return _finish(ExperimentResult(lines, markdown, outcome), out, "basin_gap")
+
+
+# -- the matrix games: KL against W1 on discrete actions -------------------------------------------
+#: The matrix games (env id -> its keyword settings, one line each).
+MATRIX_GAMES: dict[str, list[dict[str, Any]]] = {
+    "ClimbingGame-v0": [{}],
+    "PenaltyGame-v0": [{"k": -10.0}, {"k": -100.0}],
+}
+#: Methods on the matrix games: categorical policies, W1 under the ordinal ground metric
+#: (actions 0, 1, 2 on a line) for the W-MATRPO presets (eq. 31 is for Gaussians only).
+MATRIX_PRESETS: dict[str, str] = {
+    "hatrpo": "HATRPO (KL, natural gradient)",
+    "hatrpo-tr": "KL held at the radius (exact_radius)",
+    "mappo": "MAPPO (PPO clip, simultaneous)",
+    "wmatrpo-caatr": "W-MATRPO + CAATR, eqs. 16-18 (exact categorical W1)",
+    "wmatrpo-tr": "exact W1 held at the radius (exact_radius)",
+    "wmatrpo-tr-caatr": "... with CAATR radii",
+    "wmatrpo-dual": "exact dual (Thm. 1), learned Q",
+    "wmatrpo-dual:critic=oracle_q": "exact dual (Thm. 1), oracle Q",
+}
+
+
+def matrix_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One summary line per (game, setting, preset), presets in ``MATRIX_PRESETS`` order."""
+    order = list(MATRIX_PRESETS)
+    lines = []
+    groups = group_rows(rows, lambda r: (r["env"], repr(sorted(r["env_kwargs"].items())),
+                                         r["preset"]))
+    for (env, _, preset), members in groups.items():
+        reward, reward_sd = mean_sd(r["expected_reward"] for r in members)
+        optimal, optimal_sd = mean_sd(r["optimal_joint_probability"] for r in members)
+        lines.append({
+            "game": env.removesuffix("-v0"), "env_kwargs": members[0]["env_kwargs"],
+            "preset": preset, "method": MATRIX_PRESETS.get(preset, preset),
+            "seeds": len(members), "iterations": members[0]["iterations"],
+            "expected_reward_mean": reward, "expected_reward_sd": reward_sd,
+            "optimal_probability_mean": optimal, "optimal_probability_sd": optimal_sd,
+            "optimal_count": sum(r["optimal_joint_probability"] >= 0.9 for r in members),
+            "final_probs_mean": [vector_mean(r["final_probs"][i] for r in members)
+                                 for i in range(members[0]["n_agents"])],
+            "lambda_mean": _nan_mean(r["lambda_mean"] for r in members),
+            **_overshoot_summary(members),
+            "wall_time_mean": mean_sd(r["wall_time"] for r in members)[0],
+        })
+    return sorted(lines, key=lambda line: (line["game"], repr(line["env_kwargs"]),
+                                           order.index(line["preset"])
+                                           if line["preset"] in order else len(order)))
+
+
+def _matrix_markdown(lines: Sequence[Mapping[str, Any]]) -> str:
+    headers = ["game", "setting", "method", "preset", "E[r]", "P(optimal joint action)",
+               "optimal (>= 0.9)", "final probabilities (mean over seeds)", "lambda",
+               "ratio mean / max / >1", "seeds"]
+    body = [[
+        line["game"], ", ".join(f"{k}={v}" for k, v in line["env_kwargs"].items()) or "-",
+        line["method"], f"`{line['preset']}`",
+        fmt_mean_sd(line["expected_reward_mean"], line["expected_reward_sd"], 2),
+        fmt_mean_sd(line["optimal_probability_mean"], line["optimal_probability_sd"], 2),
+        f"{line['optimal_count']}/{line['seeds']}",
+        "; ".join(fmt_vector(p, 2) for p in line["final_probs_mean"]),
+        fmt(line["lambda_mean"], 3),
+        f"{fmt(line['overshoot_mean'], 2)} / {fmt(line['overshoot_max'], 2)} / "
+        f"{fmt(line['overshoot_fraction'], 2)}",
+        str(line["seeds"]),
+    ] for line in lines]
+    return markdown_table(headers, body)
+
+
+def reproduce_matrix_games(
+    *,
+    games: Iterable[str] = tuple(MATRIX_GAMES),
+    presets: Iterable[str] = tuple(MATRIX_PRESETS),
+    iterations: int = TABLE2["iterations"],
+    seeds: int | str | Iterable[int] = 5,
+    batch_size: int = TABLE2["batch_size"],
+    out: str | Path | None = None,
+    workers: int | None = None,
+    max_replicas: int = MAX_REPLICAS,
+    backend: str = "local",
+    ray_address: str | None = None,
+    echo: bool = False,
+) -> ExperimentResult:
+    """The climbing and penalty games: KL and W1 trust regions on categorical policies.
+
+    Every method starts from uniform policies over the three actions (free logits), with the
+    presets' radius (0.1). Measures: ``E[r]`` of the final joint policy, the probability of
+    an optimal joint action, the final probabilities, lambda and the constraint ratio.
+
+    Args:
+        games: some of ``MATRIX_GAMES`` (each with its settings).
+        presets: any registered presets (default: ``MATRIX_PRESETS``).
+        iterations, seeds, batch_size, out, workers, max_replicas, backend, ray_address, echo:
+            as for ``reproduce_table3``.
+    """
+    names = _presets(presets)
+    seed_list = parse_seeds(seeds)
+    chosen = [games] if isinstance(games, str) else list(games)
+    unknown = [g for g in chosen if g not in MATRIX_GAMES]
+    if unknown or not chosen:
+        raise ValueError(f"games must be some of {', '.join(MATRIX_GAMES)}, got {chosen!r}")
+    out = Path(out) if out is not None else None
+    run = _run_options(workers, max_replicas, backend, ray_address, echo)
+    budget = {"iterations": iterations, "batch_size": batch_size}
+    rows: list[dict[str, Any]] = []
+    sweeps = []
+    for game in chosen:
+        name = game.removesuffix("-v0").lower()
+        outcome = sweep(names, seed_list, env=game, settings=MATRIX_GAMES[game],
+                        fixed=budget, results=None if out is None else out / f"{name}.cells.csv",
+                        **run)
+        if outcome.failed:
+            failed = "; ".join(outcome.failed.values())
+            raise RuntimeError(f"{len(outcome.failed)} cell(s) failed (rerun to retry): "
+                               f"{failed}")
+        rows.extend(outcome.rows)
+        sweeps.append(outcome)
+    lines = matrix_rows(rows)
+    command = ["marl-tr", "reproduce", "matrix", "--iterations", str(iterations),
+               "--seeds", format_seeds(seed_list), "--batch-size", str(batch_size)]
+    if list(names) != list(MATRIX_PRESETS):
+        command += ["--presets", ";".join(names)]
+    if out is not None:
+        command += ["--out", str(out)]
+    notes = [
+        "E[r]: expected payoff of the final joint policy (the payoff table under the product of "
+        "the agents' final probabilities).",
+        "P(optimal joint action): probability that the final joint policy plays a joint action "
+        "of the highest payoff; optimal (>= 0.9): seeds where it is at least 0.9.",
+        "lambda: the solver's dual variable averaged over iterations and agents (ot_dual: "
+        "lambda* of Theorem 1; primal_dual: eq. 18's lambda).",
+        "W1 between categoricals uses the ordinal ground metric |i - j| (actions on a line).",
+        _DEFINITIONS[-1],
+    ]
+    markdown = markdown_document("Matrix games: KL and W1 trust regions on discrete actions",
+                                 command, _matrix_markdown(lines), notes)
+    combined = SweepResult(rows=rows, cells=[c for s in sweeps for c in s.cells],
+                           jobs=[j for s in sweeps for j in s.jobs],
+                           path=None if out is None else sweeps[0].path)
+    return _finish(ExperimentResult(lines, markdown, combined), out, "matrix")
+
+
+# -- sensitivity: which per-seed numbers are stable ------------------------------------------------
+#: Per-seed outcomes whose final means move by less than this under float32 -> float64 are
+#: called stable (the per-seed numbers reproduce); otherwise only their distribution over seeds.
+STABLE_TOLERANCE = 0.01
+
+
+def sensitivity_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per preset: how far each seed's outcome moves between float32 and float64 runs."""
+    pairs: dict[tuple[str, int], dict[str, Mapping[str, Any]]] = {}
+    for row in rows:
+        dtype = row["overrides"].get("dtype", "float32")
+        pairs.setdefault((row["preset"], row["seed"]), {})[dtype] = row
+    lines: dict[str, dict[str, Any]] = {}
+    for (preset, _), both in pairs.items():
+        if set(both) != {"float32", "float64"}:
+            continue
+        a, b = both["float32"], both["float64"]
+        moved = (float(np.max(np.abs(np.asarray(a["final_means"], float)
+                                     - np.asarray(b["final_means"], float))))
+                 if a["final_means"] and b["final_means"] else math.nan)
+        line = lines.setdefault(preset, {"preset": preset, "seeds": 0, "mean_moves": [],
+                                         "reward_moves": [], "rewards32": [], "rewards64": []})
+        line["seeds"] += 1
+        line["mean_moves"].append(moved)
+        line["reward_moves"].append(abs(a["expected_reward"] - b["expected_reward"]))
+        line["rewards32"].append(a["expected_reward"])
+        line["rewards64"].append(b["expected_reward"])
+    out = []
+    for preset, line in lines.items():
+        largest = float(np.nanmax(line["mean_moves"])) if line["mean_moves"] else math.nan
+        out.append({
+            "preset": preset, "seeds": line["seeds"],
+            "largest_mean_move": largest,
+            "median_mean_move": float(np.nanmedian(line["mean_moves"])),
+            "largest_reward_move": float(np.nanmax(line["reward_moves"])),
+            "reward32": mean_sd(line["rewards32"]), "reward64": mean_sd(line["rewards64"]),
+            "stable": bool(largest < STABLE_TOLERANCE),
+        })
+    return out
+
+
+def reproduce_sensitivity(
+    *,
+    presets: Iterable[str] = tuple(TABLE3_METHODS),
+    n: int = 3,
+    iterations: int = TABLE2["iterations"],
+    seeds: int | str | Iterable[int] = 5,
+    batch_size: int = TABLE2["batch_size"],
+    out: str | Path | None = None,
+    workers: int | None = None,
+    max_replicas: int = MAX_REPLICAS,
+    backend: str = "local",
+    ray_address: str | None = None,
+    echo: bool = False,
+) -> ExperimentResult:
+    """How per-seed outcomes move under a change that should not matter: every seed run in
+    float32 and in float64. Presets whose final means stay within ``STABLE_TOLERANCE`` are
+    *stable* (their per-seed numbers reproduce); the others are chaotic, and only their
+    distribution over seeds (median, quantiles) is a result.
+    """
+    names = _presets(presets)
+    seed_list = parse_seeds(seeds)
+    out = Path(out) if out is not None else None
+    outcome = sweep(names, seed_list, settings=[{"n": n}],
+                    grid={"dtype": ["float32", "float64"]},
+                    fixed={"iterations": iterations, "batch_size": batch_size},
+                    results=None if out is None else out / "cells.csv",
+                    **_run_options(workers, max_replicas, backend, ray_address, echo))
+    if outcome.failed:
+        raise RuntimeError(f"{len(outcome.failed)} cell(s) failed (rerun to retry): "
+                           + "; ".join(outcome.failed.values()))
+    lines = sensitivity_rows(outcome.rows)
+    headers = ["preset", "largest move of a final mean", "median move", "largest move of E[r]",
+               "E[r] float32", "E[r] float64", "per-seed numbers", "seeds"]
+    body = [[f"`{x['preset']}`", fmt(x["largest_mean_move"], 4), fmt(x["median_mean_move"], 4),
+             fmt(x["largest_reward_move"], 4), fmt_mean_sd(*x["reward32"], 4),
+             fmt_mean_sd(*x["reward64"], 4),
+             "stable" if x["stable"] else "chaotic: distribution only", str(x["seeds"])]
+            for x in lines]
+    command = ["marl-tr", "reproduce", "sensitivity", "--iterations", str(iterations),
+               "--seeds", format_seeds(seed_list), "--n", str(n)]
+    if out is not None:
+        command += ["--out", str(out)]
+    notes = [f"Each seed runs twice, in float32 and in float64 (the same seed, config and "
+             f"code); a preset is stable when no final mean moves by {STABLE_TOLERANCE} or "
+             "more. Chaotic presets' per-seed numbers depend on rounding; read their rows as "
+             "distributions over seeds."]
+    markdown = markdown_document(f"Sensitivity of per-seed outcomes (n = {n})", command,
+                                 markdown_table(headers, body), notes)
+    return _finish(ExperimentResult(lines, markdown, outcome), out, "sensitivity")

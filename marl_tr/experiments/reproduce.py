@@ -24,6 +24,7 @@ from marl_tr.experiments.paper import (
     TABLE2,
     ExperimentResult,
     reproduce_basin_gap,
+    reproduce_matrix_games,
     reproduce_table3,
     reproduce_variants,
 )
@@ -64,7 +65,7 @@ def reproduce_all(
             locally, one run per method).
 
     Returns:
-        ``{"table3": ..., "figure1": ..., "basin_gap": ..., "variants": ...}``.
+        ``{"table3": ..., "figure1": ..., "basin_gap": ..., "variants": ..., "matrix": ...}``.
     """
     out = Path(out)
     start = time.perf_counter()
@@ -78,10 +79,12 @@ def reproduce_all(
     results["basin_gap"] = reproduce_basin_gap(seeds=seeds, out=out / "basin_gap", **budget,
                                                **run)
     results["variants"] = reproduce_variants(seeds=seeds, out=out / "variants", **budget, **run)
+    results["matrix"] = reproduce_matrix_games(seeds=seeds, out=out / "matrix", **budget, **run)
     pages = {"Table 3": out / "table3" / "table3.md",
              "Figure 1": out / "figure1" / "figure1.md",
              "Basin-gap study": out / "basin_gap" / "basin_gap.md",
-             "Variants and baselines": out / "variants" / "variants.md"}
+             "Variants and baselines": out / "variants" / "variants.md",
+             "Matrix games": out / "matrix" / "matrix.md"}
     command = shlex.join(["marl-tr", "reproduce", "all", "--iterations", str(iterations),
                           "--batch-size", str(batch_size),
                           "--seeds", format_seeds(parse_seeds(seeds)), "--out", str(out)])

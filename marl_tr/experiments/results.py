@@ -48,6 +48,12 @@ COLUMNS: dict[str, str] = {
     "inside_bounds_fraction": "float",  # fraction of agents with low <= mu <= high
     "reached_higher_peak": "bool",  # E[r] >= max(0.9 r_hi, (r_hi + r_lo) / 2)
     "final_reward_mean": "float",   # the last batch's mean reward
+    "final_return_mean": "float",   # episode return (per agent), mean of the last 10 iterations
+    "final_return_team": "float",   # the same for the team's sum over agents
+    "eval_return_mean": "float",    # the last evaluation's mean episode return (per agent)
+    "final_probs": "json",          # per agent, categorical policies' final probabilities
+    "optimal_joint_probability": "float",  # matrix games: P(an optimal joint action)
+    "lambda_mean": "float",         # mean logged dual variable (ot_dual, primal_dual)
     "ratio_mean": "json",           # per agent: mean divergence/radius over moves
     "ratio_max": "json",            # per agent: largest divergence/radius
     "ratio_over_fraction": "json",  # per agent: fraction of moves with ratio > 1
@@ -77,8 +83,8 @@ def _format(kind: str, value: Any) -> str:
         return ""
     if kind == "json":
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    if kind == "float":
-        return repr(float(value))
+    if kind == "float":  # NaN as empty: it reads back as the one ``math.nan``
+        return "" if math.isnan(float(value)) else repr(float(value))
     if kind == "bool":
         return "1" if value else "0"
     if kind == "int":

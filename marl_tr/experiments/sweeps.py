@@ -6,7 +6,9 @@
     result.rows        # one record per cell (see ``results.COLUMNS``)
 
 A *cell* is one training run: a preset, an env, its keywords, a seed and the other
-``TrainConfig`` fields it sets. Its ``key`` is a hash of exactly those, so the same cell always
+``TrainConfig`` fields it sets. The preset may also name a baseline (``"sb3:ppo"``,
+``marl_tr.baselines``): a centralised learner with the same budget and row format, one seed per
+job. Its ``key`` is a hash of exactly those, so the same cell always
 has the same key. Every input is checked, and every distinct configuration built once (a
 zero-iteration ``train``), before any cell runs.
 
@@ -16,7 +18,8 @@ with seed ``s + r``, so a cell's row does not depend on how it was batched, apar
 timing columns ``results.RUN_COLUMNS``). Each configuration's pending seeds are grouped into
 maximal runs of consecutive integers, each split into near-equal jobs of at most
 ``max_replicas`` seeds (``max_replicas=1``: one job per cell). Jobs run in a local process pool
-(``spawn`` context, one torch thread per worker), most expensive first (``plan_jobs``), or,
+(``spawn`` context, one torch thread per worker, each worker ending with the sweep process even
+when that is killed with SIGKILL), most expensive first (``plan_jobs``), or,
 with ``backend="ray"``, as Ray Tune trials. When a job finishes, its cells' rows are appended
 to the results CSV at once; a rerun skips every cell already there (resumability stays per
 cell: the pending seeds of a partly finished group are regrouped).
@@ -56,6 +59,7 @@ __all__ = [
     "Job",
     "SweepResult",
     "default_workers",
+    "die_with_parent",
     "execute",
     "format_seeds",
     "make_cells",
@@ -261,7 +265,8 @@ def _one_torch_thread() -> Iterator[None]:
 
 
 def train_job(job: Job | Mapping[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
-    """Train one job (one replicated ``train`` call, one torch thread).
+    """Train one job (one replicated ``train`` call, one torch thread; for a baseline such as
+    ``"sb3:ppo"``, one ``marl_tr.baselines.train_baseline`` call of one seed).
 
     Returns:
         The ``TrainResult`` (all replicas) and one record per cell, in seed order, measured on
@@ -269,9 +274,8 @@ def train_job(job: Job | Mapping[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
         divided by its replicas; ``job_replicas``, ``job_seed`` (its first seed),
         ``job_wall_time`` and ``job_time`` describe the whole job.
     """
-    from marl_tr.api import train
-
     job = job if isinstance(job, Job) else Job.from_dict(job)
+    train = _trainer(job.cells[0].preset)
     start = time.perf_counter()
     with _one_torch_thread():
         result = train(**job.config())
@@ -290,6 +294,53 @@ def train_job(job: Job | Mapping[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
             "job_time": seconds, "finished_at": finished,
         })
     return result, records
+
+
+def _is_baseline(preset: str) -> bool:
+    from marl_tr.baselines import is_baseline
+
+    return is_baseline(preset)
+
+
+def _trainer(preset: str) -> Callable[..., Any]:
+    """What trains a cell: ``marl_tr.train`` for a preset, ``train_baseline`` for a baseline
+    (``"sb3:ppo"``, ...: one seed per job, see ``_baseline_profile``). In a worker process it
+    first imports the modules the parent was given with ``--import`` (``marl_tr.plugins``)."""
+    from marl_tr.plugins import load_requested
+
+    load_requested()
+    if _is_baseline(preset):
+        from marl_tr.baselines import train_baseline
+
+        return train_baseline
+    from marl_tr.api import train
+
+    return train
+
+
+#: ``plan_jobs``'s cost factor of a baseline run (measured with one thread: an SB3 PPO or
+#: TRPO iteration of 30 transitions costs about 8 HATRPO iterations at n = 3).
+BASELINE_FACTOR = 8.0
+
+
+def _baseline_profile(cell: Cell) -> _Profile:
+    """A baseline cell's ``_Profile``, after building its learner without training (every
+    refusal before any run). Baselines run one seed per job (not batchable)."""
+    import gymnasium as gym
+
+    from marl_tr.baselines import build_baseline
+
+    try:
+        _, config = build_baseline(**cell.config(iterations=0, seed=0))
+        env = gym.make(config.env, **config.env_kwargs)
+        n_agents = len(getattr(env.unwrapped, "possible_agents", ())) or 1
+        env.close()
+    except ValueError as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise ValueError(f"bad sweep cell [{cell.label()}]: {message}") from None
+    iterations = int(cell.overrides.get("iterations", TrainConfig().iterations))
+    return _Profile(n_agents=n_agents, iterations=iterations, batch_size=config.batch_size,
+                    factor=BASELINE_FACTOR, batchable=False)
 
 
 def run_job(job: Job | Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -505,6 +556,9 @@ def _validate(cells: list[Cell], env: str, fields: set[str], replicas: bool
     for cell in cells:
         if cell.config_key in profiles:
             continue
+        if _is_baseline(cell.preset):  # e.g. sb3:ppo (marl_tr.baselines), not a preset
+            profiles[cell.config_key] = _baseline_profile(cell)
+            continue
         try:
             config = TrainConfig.from_dict(cell.config())
             config.validate()
@@ -651,7 +705,59 @@ def _check_workers(workers: int | None) -> int:
     return workers
 
 
-def _init_worker() -> None:
+#: ``prctl`` option: the signal the kernel sends this process when its parent exits.
+_PR_SET_PDEATHSIG = 1
+#: Seconds between two checks of the parent, where the kernel cannot be asked (not Linux).
+PARENT_POLL_SECONDS = 1.0
+
+
+def _exit_with_parent_signal() -> bool:
+    """Ask Linux to SIGKILL this process when its parent exits (``prctl(PR_SET_PDEATHSIG)``);
+    False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):  # pragma: no cover - no usable libc
+        return False
+
+
+def _watch_parent(parent: int, interval: float) -> None:
+    """Poll: once this process has another parent than ``parent`` (it was orphaned), exit."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this process end when the process ``parent`` ends, however it ends (SIGKILL
+    included), so that no pool worker outlives a killed sweep and goes on using CPU.
+
+    On Linux the kernel kills it (``PR_SET_PDEATHSIG``, immediate); elsewhere a daemon
+    thread checks every ``PARENT_POLL_SECONDS`` whether it was orphaned (its parent id
+    changed). A parent that died before this call is caught by the same check.
+
+    Args:
+        parent: the pid of the process that started this one.
+    """
+    if not _exit_with_parent_signal():
+        import threading
+
+        threading.Thread(target=_watch_parent, args=(parent, PARENT_POLL_SECONDS),
+                         name="marl_tr-parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _init_worker(parent: int | None = None) -> None:
+    """Pool worker set-up: end with the sweep process ``parent`` (``die_with_parent``), one
+    torch thread."""
+    if parent is not None:
+        die_with_parent(parent)
     import torch
 
     torch.set_num_threads(1)
@@ -668,7 +774,8 @@ def execute(
     on_error: Report,
 ) -> None:
     """Run ``function`` over ``items``: in this process for one worker, else in a ``spawn``
-    process pool (one torch thread per worker). ``on_result(item, value)`` and
+    process pool (one torch thread per worker; each worker ends when this process ends,
+    even by SIGKILL: ``die_with_parent``). ``on_result(item, value)`` and
     ``on_error(item, exception)`` are called here, in this process, as each item finishes.
 
     On ``KeyboardInterrupt`` the pending items are cancelled and the interrupt re-raised;
@@ -684,7 +791,8 @@ def execute(
                 on_result(item, value)
         return
     pool = ProcessPoolExecutor(max_workers=min(workers, len(items)),
-                               mp_context=get_context("spawn"), initializer=_init_worker)
+                               mp_context=get_context("spawn"), initializer=_init_worker,
+                               initargs=(os.getpid(),))
     try:
         futures = {pool.submit(function, item): item for item in items}
         for future in as_completed(futures):

@@ -49,9 +49,12 @@ from marl_tr.solvers.projection import (
     project_state_independent_gaussian,
     regress_policy,
 )
-from marl_tr.validation import check_in_range, check_int, check_positive
+from marl_tr.validation import check_choice, check_in_range, check_int, check_positive
 
-__all__ = ["OTDual"]
+__all__ = ["REFINEMENTS", "OTDual"]
+
+#: Refinements of the continuous candidate set (the inner maximisation of eq. 5).
+REFINEMENTS = ("none", "cem")
 
 
 @SOLVERS.register("ot_dual", aliases=("dual",))
@@ -62,6 +65,13 @@ class OTDual(Solver):
         grid: grid points per action dimension (continuous, bounded boxes, ``d <= grid_dims``).
         grid_dims: the largest action dimension that gets a grid.
         draws: candidate draws from the old policy per sample (continuous).
+        refine: ``"none"``, or ``"cem"``: after a first solve, ``refine_steps`` rounds of the
+            cross-entropy method per sample on ``A(s, a') - lambda c(a, a')`` at that solve's
+            ``lambda`` (``draws`` samples per round from a Gaussian started at the old
+            policy, refitted to the best quarter), whose last elites join the candidates for
+            a second, final solve: the inner maximisation of eq. 5 where a grid cannot reach
+            (``d > grid_dims``).
+        refine_steps: CEM rounds.
         shift: project Gaussians by the moment shift of the unpushed samples (True) or by the
             pushed samples' plain weighted moments (False); see ``projection``.
         fit_steps / fit_lr: Adam steps and step size of the weighted regression of MLP
@@ -74,12 +84,18 @@ class OTDual(Solver):
     autograd_free = True
     needs_action_values: ClassVar[bool] = True
 
-    def __init__(self, grid: int = 33, grid_dims: int = 2, draws: int = 16, shift: bool = True,
+    def __init__(self, grid: int = 33, grid_dims: int = 2, draws: int = 16,
+                 refine: str = "none", refine_steps: int = 3, shift: bool = True,
                  fit_steps: int = 50, fit_lr: float = 1e-2, rtol: float = 1e-3,
                  max_rounds: int = 30) -> None:
         self.grid = check_int("grid", grid, minimum=0)
         self.grid_dims = check_int("grid_dims", grid_dims, minimum=0)
         self.draws = check_int("draws", draws, minimum=0)
+        self.refine = check_choice("refine", refine, REFINEMENTS)
+        self.refine_steps = check_int("refine_steps", refine_steps, minimum=1)
+        if refine != "none" and draws < 2:
+            raise ValueError(f"refine={refine!r} samples candidates: draws must be >= 2, got "
+                             f"{draws!r}")
         if not isinstance(shift, bool):
             raise ValueError(f"shift must be true or false, got {shift!r}")
         self.shift = shift
@@ -124,6 +140,30 @@ class OTDual(Solver):
         weights = torch.full((rows,), 1.0 / problem.batch_size, dtype=torch.float64)
         return candidates, values, costs, weights
 
+    def _cem(self, problem: AgentProblem, lam: np.ndarray) -> Tensor:
+        """The cross-entropy method's last elites ``[R*B, E, d]`` per sample, maximising
+        ``A(s_b, a') - lambda c(a_b, a')`` at the replicas' ``lambda [R]``."""
+        actions, old = problem.actions, problem.old_dist
+        rows, dim = actions.shape
+        elite = max(2, self.draws // 4)
+        lam_rows = torch.from_numpy(np.repeat(lam, problem.batch_size)).to(actions.dtype)
+        space = problem.action_values.action_space
+        low = torch.as_tensor(np.asarray(space.low, float), dtype=actions.dtype)
+        high = torch.as_tensor(np.asarray(space.high, float), dtype=actions.dtype)
+        mean, std = old.mean, old.std
+        for _ in range(self.refine_steps):
+            sampler = DiagGaussian(mean, std).repeat_rows(self.draws)
+            samples = sampler.sample(problem.generators).view(rows, self.draws, dim)
+            samples = torch.maximum(torch.minimum(samples, high), low)  # the env clips too
+            score = (problem.action_values(samples).to(actions.dtype)
+                     - lam_rows.unsqueeze(1) * problem.divergence.ground_cost(actions, samples))
+            score = torch.where(torch.isfinite(score), score, torch.full_like(score, -torch.inf))
+            best = score.topk(elite, dim=1).indices  # [rows, E]
+            elites = samples.gather(1, best.unsqueeze(-1).expand(-1, -1, dim))
+            mean = elites.mean(1)
+            std = elites.std(1).clamp_min(torch.finfo(actions.dtype).eps ** 0.5)
+        return elites
+
     def _discrete(self, problem: AgentProblem) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Rows ``(b, j)``: ``(candidates [R*B*K, K], values, costs [R*B*K, K],
         weights [R*B*K])`` with every action a candidate and mass ``pi_old(j|s_b) / B``."""
@@ -148,9 +188,10 @@ class OTDual(Solver):
         # the batch must carry signal, as for every solver: all-equal (or non-finite)
         # advantages mean no step, whatever a critic's values say about other actions
         signal, reasons = gradient_status(problem.surrogate_gradient())
-        if not signal.any():
-            return problem.no_step(reasons)
         discrete = isinstance(problem.old_dist, Categorical)
+        # every replica draws its candidates (and solves) whatever its outcome, so that its
+        # random stream does not depend on the other replicas: replica r stays the run with
+        # seed + r; replicas without a step are masked (zero values) and report why
         with torch.no_grad():
             candidates, values, costs, weights = (self._discrete(problem) if discrete
                                                   else self._continuous(problem))
@@ -160,14 +201,27 @@ class OTDual(Solver):
         reasons = [r or ("" if ok else "non-finite action values")
                    for r, ok in zip(reasons, finite)]
         finite &= signal
-        if not finite.any():
-            return problem.no_step(reasons)
         values = torch.where(torch.from_numpy(finite).view(-1, 1, 1), values,
                              torch.zeros_like(values))
         weights = weights.view(replicas, -1)
         weights = weights / weights.sum(1, keepdim=True)
         solution = solve_duals(values, costs.double().view(replicas, -1, k), problem.radius,
                                weights)
+        if self.refine == "cem" and not discrete:
+            with torch.no_grad():
+                extra = self._cem(problem, solution.lam)
+                more = problem.action_values(extra).double().view(replicas, -1, extra.shape[1])
+                candidates = torch.cat((candidates, extra), dim=1)
+                more = torch.where(torch.isfinite(more) & torch.from_numpy(finite).view(-1, 1, 1),
+                                   more, torch.zeros_like(more))
+                values = torch.cat((values, more), dim=2)
+                costs = torch.cat((costs, problem.divergence.ground_cost(problem.actions, extra)),
+                                  dim=1)
+            k = values.shape[2]
+            solution = solve_duals(values, costs.double().view(replicas, -1, k),
+                                   problem.radius, weights)
+        if not finite.any():
+            return problem.no_step(reasons)
         plan = torch.from_numpy(solution.plan).to(problem.old_params.dtype)
         with torch.no_grad():
             projected = self._project(problem, candidates, plan, discrete)

@@ -133,7 +133,7 @@ class ExactRadius(Solver):
 
     def step(self, problem: AgentProblem, agents: np.ndarray) -> StepResult:
         gradient = problem.surrogate_gradient()
-        active, reasons = gradient_status(gradient)
+        active, reasons = gradient_status(gradient, problem)
         if not active.any():
             return problem.no_step(reasons)
         if not active.all():  # no step, and no NaN spreading, for the others

@@ -85,7 +85,7 @@ class PPOClip(Solver):
 
     def step(self, problem: AgentProblem, agents: np.ndarray) -> StepResult:
         first_gradient = problem.surrogate_gradient()  # r = 1: nothing is clipped yet
-        active, reasons = gradient_status(first_gradient)
+        active, reasons = gradient_status(first_gradient, problem)
         if not active.any():
             return problem.no_step(reasons)
         started = active.copy()

@@ -125,7 +125,7 @@ class PrimalDual(Solver):
         lam = (self.dual_variables(agents) if self.persist_lambda
                else np.full(problem.replicas, self.lambda_init))
         first_gradient = problem.surrogate_gradient()  # at the old parameters
-        active, reasons = gradient_status(first_gradient)
+        active, reasons = gradient_status(first_gradient, problem)
         if not active.any():
             return problem.no_step(reasons, {"lambda": lam})
         started = active.copy()  # replicas with a usable gradient (the others report NaN)

@@ -1,18 +1,35 @@
-"""Collecting a batch with the current joint policy, in every replica."""
+"""Collecting a batch with the current joint policy, in every replica.
+
+The collector keeps, per env copy, the episode under way (its observations, team and
+per-agent returns, length) across batches: a batch of ``T`` steps per copy holds whole and
+partial episodes, and an episode's return is reported in the batch where it ends.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from marl_tr.policies import Policy
-from marl_tr.training.env_adapters import MultiAgentVecEnv
+from marl_tr.training.env_adapters import EnvStep, MultiAgentVecEnv
 
-__all__ = ["Batch", "Collector"]
+__all__ = ["Batch", "Collector", "with_agent_ids"]
+
+
+def with_agent_ids(obs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Append agent ``i``'s one-hot id ``[n]`` to each of its observation rows ``[E, d]``
+    (the input of a policy shared by the agents)."""
+    n = len(obs)
+    out = []
+    for i, rows in enumerate(obs):
+        ids = np.zeros((rows.shape[0], n), dtype=rows.dtype)
+        ids[:, i] = 1
+        out.append(np.concatenate([rows, ids], axis=1))
+    return out
 
 
 @dataclass
@@ -30,7 +47,14 @@ class Batch:
         rewards: team rewards ``[R, T, E]``.
         terminated / truncated: ``[R, T, E]`` bool.
         episode_returns: per replica, the undiscounted team returns of the episodes that
-            ended in this batch.
+            ended in this batch (with a ``"mean"`` team reward: the agents' mean return).
+        agent_rewards: per-agent rewards ``[R, T, E, n]`` where the env gives them, else
+            ``None`` (every agent receives the team reward).
+        final_obs: per agent, the true successor observations ``[R*B, obs_dim_i]`` (before
+            auto-reset); collected only when asked for (per-agent critics), else ``None``.
+        episode_team_returns: per replica, the sum over agents of each agent's undiscounted
+            return, for the episodes that ended in this batch.
+        episode_lengths: per replica, the steps of the episodes that ended in this batch.
     """
 
     obs: list[Tensor]
@@ -42,6 +66,10 @@ class Batch:
     terminated: Tensor
     truncated: Tensor
     episode_returns: list[list[float]]
+    agent_rewards: Tensor | None = None
+    final_obs: list[Tensor] | None = None
+    episode_team_returns: list[list[float]] = field(default_factory=list)
+    episode_lengths: list[list[int]] = field(default_factory=list)
 
     @property
     def replicas(self) -> int:
@@ -61,11 +89,14 @@ class Collector:
         steps_per_env: ``T`` steps of every copy per batch.
         dtype: torch dtype of observations and actions.
         generators: one torch generator per replica, for action sampling.
+        agent_ids: append each agent's one-hot id to its observations (a shared policy).
+        final_obs: also collect the agents' successor observations (per-agent critics).
     """
 
     def __init__(
         self, env: MultiAgentVecEnv, steps_per_env: int, dtype: torch.dtype,
-        generators: Sequence[torch.Generator],
+        generators: Sequence[torch.Generator], agent_ids: bool = False,
+        final_obs: bool = False,
     ) -> None:
         self.env = env
         self.steps_per_env = steps_per_env
@@ -73,23 +104,46 @@ class Collector:
         self.generators = list(generators)
         self.replicas = len(self.generators)
         self.copies = env.num_envs // self.replicas
+        self.agent_ids = agent_ids
+        self.keep_final_obs = final_obs
         self._obs: list[np.ndarray] | None = None
         self._state: np.ndarray | None = None
-        self._returns = np.zeros(env.num_envs)
+        self._clear_episodes()
+
+    def _clear_episodes(self) -> None:
+        self._returns = np.zeros(self.env.num_envs)
+        self._team_returns = np.zeros(self.env.num_envs)
+        self._lengths = np.zeros(self.env.num_envs, dtype=np.int64)
+
+    def _features(self, obs: list[np.ndarray]) -> list[np.ndarray]:
+        return with_agent_ids(obs) if self.agent_ids else obs
 
     def reset(self, seeds: Sequence[int] | int | None) -> None:
-        self._obs, self._state = self.env.reset(seed=seeds)
-        self._returns = np.zeros(self.env.num_envs)
+        obs, self._state = self.env.reset(seed=seeds)
+        self._obs = self._features(obs)
+        self._clear_episodes()
+
+    def restart(self, seeds: Sequence[int] | int | None) -> None:
+        """Start fresh episodes in every copy from seeded resets (a resume whose env could not
+        save its state): the episodes under way and their running returns are dropped."""
+        self.reset(seeds)
 
     def state_dict(self) -> dict:
-        """The pending observations, running returns and the env's state (if it has one)."""
+        """The pending observations, running episode statistics and the env's state (``None``
+        where the env cannot give one)."""
         return {
             "obs": self._obs, "state": self._state, "returns": self._returns.copy(),
+            "team_returns": self._team_returns.copy(), "lengths": self._lengths.copy(),
             "env": self.env.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from ``state_dict()``; exact only if the env could save its state."""
+        """Continue exactly from ``state_dict()``.
+
+        Raises:
+            ValueError: the saved state holds no env state (the env could not give one): use
+                ``restart`` instead.
+        """
         if state.get("env") is None:
             raise ValueError(
                 f"{type(self.env).__name__} cannot save or restore its state, so this run "
@@ -98,6 +152,9 @@ class Collector:
         self.env.set_state(state["env"])
         self._obs, self._state = state["obs"], state["state"]
         self._returns = np.asarray(state["returns"]).copy()
+        self._team_returns = np.asarray(state.get("team_returns", self._returns)).copy()
+        self._lengths = np.asarray(state.get("lengths", np.zeros(self.env.num_envs,
+                                                                 dtype=np.int64))).copy()
 
     def _tensor(self, array: np.ndarray) -> Tensor:
         return torch.as_tensor(array, dtype=self.dtype)
@@ -130,8 +187,11 @@ class Collector:
         obs_steps: list[list[Tensor]] = [[] for _ in range(n)]
         act_steps: list[list[Tensor]] = [[] for _ in range(n)]
         logp_steps: list[list[Tensor]] = [[] for _ in range(n)]
-        states, finals, rewards, terms, truncs = [], [], [], [], []
+        states, finals, rewards, terms, truncs, agent_rewards = [], [], [], [], [], []
+        final_obs: list[list[Tensor]] = [[] for _ in range(n)]
         episode_returns: list[list[float]] = [[] for _ in range(self.replicas)]
+        team_returns: list[list[float]] = [[] for _ in range(self.replicas)]
+        lengths: list[list[int]] = [[] for _ in range(self.replicas)]
         for _ in range(self.steps_per_env):
             actions_np = []
             converted: dict[int, Tensor] = {}  # agents often share one observation array
@@ -152,14 +212,29 @@ class Collector:
             rewards.append(step.reward)
             terms.append(step.terminated)
             truncs.append(step.truncated)
+            if step.agent_rewards is not None:
+                agent_rewards.append(step.agent_rewards)
+                self._team_returns += step.agent_rewards.sum(1)
+            else:
+                self._team_returns += n * step.reward
+            if self.keep_final_obs:
+                for i, rows in enumerate(self._features(_final_obs(step))):
+                    final_obs[i].append(self._tensor(rows))
             self._returns += step.reward
+            self._lengths += 1
             done = step.terminated | step.truncated
             if done.any():
                 for r in range(self.replicas):
                     block = slice(r * self.copies, (r + 1) * self.copies)
-                    episode_returns[r].extend(self._returns[block][done[block]].tolist())
+                    ended = done[block]
+                    episode_returns[r].extend(self._returns[block][ended].tolist())
+                    team_returns[r].extend(self._team_returns[block][ended].tolist())
+                    lengths[r].extend(self._lengths[block][ended].tolist())
                 self._returns[done] = 0.0
-            self._obs, self._state = step.obs, step.state
+                self._team_returns[done] = 0.0
+                self._lengths[done] = 0
+            self._obs, self._state = self._features(step.obs), step.state
+        complete = len(agent_rewards) == self.steps_per_env
         return Batch(
             obs=[self._replica_major(xs) for xs in obs_steps],
             actions=[self._replica_major(xs) for xs in act_steps],
@@ -170,4 +245,15 @@ class Collector:
             terminated=self._team(terms),
             truncated=self._team(truncs),
             episode_returns=episode_returns,
+            agent_rewards=self._team(agent_rewards, self.dtype) if complete else None,
+            final_obs=([self._replica_major(xs) for xs in final_obs] if self.keep_final_obs
+                       else None),
+            episode_team_returns=team_returns,
+            episode_lengths=lengths,
         )
+
+
+def _final_obs(step: EnvStep) -> list[np.ndarray]:
+    """The agents' true successor observations of a step (``step.obs`` where the env gives
+    none of its own)."""
+    return step.obs if step.final_obs is None else step.final_obs

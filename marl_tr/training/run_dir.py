@@ -83,14 +83,16 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
 LEGACY_BACKUP_FILE = "checkpoint.legacy.pt"
+LOG_FILE = "run.log"
 
 #: Version of the checkpoint format (1: ``weights_only``-loadable, with fingerprint).
 CHECKPOINT_FORMAT_VERSION = 1
 #: Key of the checkpoint header inside the saved dict (the rest is the encoded loop state).
 HEADER_KEY = "marl_tr_checkpoint"
-#: Fields a resumed run may change (everything else must match the saved config).
+#: Fields a resumed run may change (everything else must match the saved config);
+#: ``vectorization`` too: sync and async copies give the same batches.
 RESUMABLE_CHANGES = ("iterations", "log_interval", "checkpoint_interval", "checkpoint_seconds",
-                     "progress", "tensorboard")
+                     "progress", "tensorboard", "vectorization")
 #: Config fields the fingerprint leaves out: the resumable ones and where the run lives.
 _UNFINGERPRINTED = (*RESUMABLE_CHANGES, "run_dir")
 
@@ -833,14 +835,36 @@ class RunDirectory:
     def metrics_path(self) -> Path:
         return self.path / METRICS_FILE
 
-    def write_config(self, config: TrainConfig) -> None:
-        """Write ``config.yaml`` atomically."""
+    def write_config(self, config: TrainConfig,
+                     sources: dict[str, str] | None = None) -> None:
+        """Write ``config.yaml`` atomically.
+
+        Args:
+            config: the resolved config.
+            sources: where layered fields' values came from (``"preset"``, ``"profile"``,
+                ...): written as comments at the top (the YAML itself is the same).
+        """
         tmp = self.config_path.with_name(CONFIG_FILE + ".tmp")
         config.to_yaml(tmp)
+        if sources:
+            notes = []
+            for origin in ("preset", "profile"):
+                names = [name for name, source in sources.items() if source == origin]
+                if names:
+                    label = (f"profile {config.profile}" if origin == "profile"
+                             else f"preset {config.preset}")
+                    notes.append(f"# set by the {label}: {', '.join(names)}\n")
+            tmp.write_text("".join(notes) + tmp.read_text())
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, self.config_path)
         _fsync_dir(self.path)
+
+    def log(self, message: str) -> None:
+        """Append a line to the run's ``run.log`` (events such as how a resume went)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with (self.path / LOG_FILE).open("a") as handle:
+            handle.write(" ".join(message.split()) + "\n")
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any], *, iteration: int | None = None,

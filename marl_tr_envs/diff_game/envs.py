@@ -20,9 +20,13 @@ class DiffGameEnv(GameEnv):
     """``DiffGame-v0``: joint action ``Box(low, high, (n,), float32)``, scalar team reward.
 
     ``info`` holds ``peak_rewards`` ({"local", "global"}), ``higher_peak`` and, after a step,
-    ``agent_rewards`` [n] and ``reward_without_noise``. See :class:`GameEnv`.
+    ``agent_rewards`` [n] and ``reward_without_noise``. ``render_mode="rgb_array"``: the
+    reward's contour with the last joint action (n = 2), else a per-agent view (see
+    :mod:`marl_tr_envs.rendering`). See :class:`GameEnv`.
     """
 
+    metadata: ClassVar[dict[str, Any]] = {**GameEnv.metadata, "render_modes": ["rgb_array"],
+                                          "render_fps": GameEnv.RENDER_FPS}
     game_class = DiffGame
 
 
@@ -37,7 +41,9 @@ class DiffGameParallelEnv(GameParallelEnv):
     """The differential game as a PettingZoo ``ParallelEnv`` (one ``Box(low, high, (1,))``
     action per agent). See :class:`GameParallelEnv`."""
 
-    metadata: ClassVar[dict[str, Any]] = {**GameParallelEnv.metadata, "name": "diff_game_v0"}
+    metadata: ClassVar[dict[str, Any]] = {**GameParallelEnv.metadata, "name": "diff_game_v0",
+                                          "render_modes": ["rgb_array"],
+                                          "render_fps": GameParallelEnv.RENDER_FPS}
     game_class = DiffGame
 
 

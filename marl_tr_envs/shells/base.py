@@ -25,7 +25,12 @@ class GameShell:
             ``Discrete(K)``), distinct objects.
         agent_observation_spaces: One observation space per agent: each agent observes the
             joint view's observation ``[t / episode_length]``.
+        render_mode: The render mode (``None``, or one of the game's, see
+            :mod:`marl_tr_envs.rendering`); ``metadata["render_modes"]`` lists the game's.
     """
+
+    #: Frames per second declared for renderers (one frame per play of the game).
+    RENDER_FPS: ClassVar[int] = 4
 
     #: The game a subclass builds from keyword arguments (``None``: pass ``game``).
     game_class: ClassVar[type[CooperativeGame] | None] = None
@@ -45,6 +50,7 @@ class GameShell:
         reward_noise: float,
         render_mode: str | None,
         shell_keywords: Collection[str] = (),
+        renders: bool = True,
     ) -> None:
         """Check the settings and build the game; raise ``ValueError`` on any bad input.
 
@@ -53,19 +59,29 @@ class GameShell:
             game_kwargs: Keywords the shell did not take itself.
             episode_length: See :class:`EpisodeSettings`.
             reward_noise: See :class:`EpisodeSettings`.
-            render_mode: Must be ``None`` (the games have nothing to render).
+            render_mode: ``None`` or one of the game's render modes
+                (:func:`marl_tr_envs.rendering.render_modes`).
             shell_keywords: The shell's own keywords beyond the episode settings and
                 ``render_mode`` (listed in the message on an unknown keyword).
+            renders: Whether the shell renders at all (the vector env does not).
         """
+        from marl_tr_envs.rendering import Renderer, render_modes
+
         owner = type(self).__name__
-        if render_mode is not None:
-            raise ValueError(
-                f"{owner} has no render modes; render_mode must be None, got {render_mode!r}"
-            )
-        self.render_mode = None
         self.settings = EpisodeSettings(episode_length=episode_length, reward_noise=reward_noise)
         keywords = (*EPISODE_KEYWORDS, "render_mode", *shell_keywords)
         self.game = build_game(owner, self.game_class, game, game_kwargs, keywords)
+        modes = render_modes(self.game) if renders else ()
+        if render_mode is not None and render_mode not in modes:
+            allowed = ", ".join(repr(mode) for mode in (None, *modes))
+            raise ValueError(f"render_mode must be one of {allowed} for {owner}, got "
+                             f"{render_mode!r}")
+        self.metadata = {**type(self).metadata, "render_modes": list(modes)}
+        if modes:
+            self.metadata["render_fps"] = self.RENDER_FPS
+        self.render_mode = render_mode
+        self._renderer = None if render_mode is None else Renderer(self.game, render_mode)
+        self._last_joint_action: np.ndarray | None = None
         self.possible_agents = agent_names(self.game.n_agents)
         self.agent_action_spaces = {
             agent: self.game.agent_action_space(index)
@@ -74,6 +90,16 @@ class GameShell:
         self.agent_observation_spaces = {
             agent: self.settings.observation_space() for agent in self.possible_agents
         }
+
+    def render(self) -> np.ndarray | str | None:
+        """The picture of the game after the last joint action (before the first step: with
+        none), in the ``render_mode`` given at construction (``None``: nothing). See
+        :mod:`marl_tr_envs.rendering` for the shapes: ``uint8 [256, 256, 3]`` for the
+        two-agent differential game, ``[48 n, 256, 3]`` for other ``n``, a ``str`` for
+        matrix games."""
+        if self._renderer is None:
+            return None
+        return self._renderer.frame(self._last_joint_action)
 
     def _play(
         self, joint_actions: np.ndarray, rng: np.random.Generator

@@ -37,7 +37,9 @@ class GameEnv(GameShell, gymnasium.Env):
             ``game_kwargs`` when it is ``None``).
         episode_length: Plays per episode, >= 1 (default 1).
         reward_noise: Std of Gaussian noise on the team reward, >= 0 (default 0).
-        render_mode: Must be ``None`` (nothing to render).
+        render_mode: ``None`` (default), or one of the game's modes: ``"rgb_array"`` for the
+            differential game, ``"ansi"`` for matrix games (see :mod:`marl_tr_envs.rendering`;
+            :meth:`render` draws the game after the last joint action).
         **game_kwargs: The game's constructor keywords (subclasses only).
 
     Raises:
@@ -74,6 +76,7 @@ class GameEnv(GameShell, gymnasium.Env):
         super().reset(seed=seed)
         self._steps_taken = 0
         self._episode_over = False
+        self._last_joint_action = None
         return self.settings.observation(0), self.game.info()
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -88,6 +91,7 @@ class GameEnv(GameShell, gymnasium.Env):
             raise RuntimeError("the episode is over (or not started); call reset() first")
         noisy, clean = self._play(joint_action, self.np_random)
         reward, reward_without_noise = float(noisy), float(clean)
+        self._last_joint_action = joint_action
         self._steps_taken += 1
         terminated = self._steps_taken >= self.settings.episode_length
         self._episode_over = terminated

@@ -33,7 +33,8 @@ class GameParallelEnv(GameShell, ParallelEnv):
             ``game_kwargs``).
         episode_length: Plays per episode, >= 1 (default 1).
         reward_noise: Std of Gaussian noise on the team reward, >= 0 (default 0).
-        render_mode: Must be ``None``.
+        render_mode: ``None`` (default), or one of the game's modes: ``"rgb_array"`` for the
+            differential game, ``"ansi"`` for matrix games (see :mod:`marl_tr_envs.rendering`).
         **game_kwargs: The game's constructor keywords (subclasses only).
     """
 
@@ -89,6 +90,7 @@ class GameParallelEnv(GameShell, ParallelEnv):
             self._np_random, _ = seeding.np_random(seed)
         self.agents = list(self.possible_agents)
         self._steps_taken = 0
+        self._last_joint_action = None
         return self._observations(), {agent: self.game.info() for agent in self.agents}
 
     def _joint_action(self, actions: Mapping[str, Any]) -> np.ndarray:
@@ -132,6 +134,7 @@ class GameParallelEnv(GameShell, ParallelEnv):
         joint_action = self._joint_action(actions)
         noisy, clean = self._play(joint_action, self._np_random)
         reward, reward_without_noise = float(noisy), float(clean)
+        self._last_joint_action = joint_action
         self._steps_taken += 1
         terminated = self._steps_taken >= self.settings.episode_length
 

@@ -94,6 +94,7 @@ class GameVectorEnv(GameShell, VectorEnv):
             reward_noise=reward_noise,
             render_mode=render_mode,
             shell_keywords=("num_envs", "max_episode_steps"),
+            renders=False,
         )
         self.single_action_space = self.game.joint_action_space()
         self.action_space = batch_space(self.single_action_space, self.num_envs)

@@ -18,10 +18,14 @@ def _section_code_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
 
 
-def test_divergence_examples_run_and_print_their_comments():
+def test_divergence_examples_run_and_print_their_comments(tmp_path):
     blocks = _section_code_blocks()
-    assert len(blocks) == 2
-    code = "\n".join(blocks)
+    assert len(blocks) == 3
+    # the example plug-in is the module my_divergences.py (its first line says so)
+    module = [b for b in blocks if b.startswith("# my_divergences.py\n")]
+    assert len(module) == 1
+    (tmp_path / "my_divergences.py").write_text(module[0])
+    code = "\n".join(b for b in blocks if b not in module)
     expected = [
         line.split("#", 1)[1].strip()
         for line in code.splitlines()
@@ -30,7 +34,7 @@ def test_divergence_examples_run_and_print_their_comments():
     assert len(expected) == 3
     result = subprocess.run(
         [sys.executable, "-c", "import torch\ntorch.set_num_threads(1)\n" + code],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == expected

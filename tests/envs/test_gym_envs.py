@@ -183,9 +183,13 @@ def test_bad_settings_raise_value_error(env_id, kwargs, message):
         gym.make(env_id, **kwargs)
 
 
-def test_render_mode_must_be_none():
-    with pytest.raises(ValueError, match="render_mode must be None, got 'human'"):
+def test_render_mode_must_be_one_the_game_offers():
+    with pytest.raises(ValueError, match="render_mode must be one of None, 'rgb_array' for "
+                       "DiffGameEnv, got 'human'"):
         marl_tr_envs.DiffGameEnv(render_mode="human")
+    with pytest.raises(ValueError, match="render_mode must be one of None, 'ansi' for "
+                       "ClimbingGameEnv, got 'rgb_array'"):
+        marl_tr_envs.ClimbingGameEnv(render_mode="rgb_array")
 
 
 @pytest.mark.parametrize(

@@ -54,10 +54,11 @@ def test_all_equal_rewards_mean_no_step(preset, dtype):
 @pytest.mark.parametrize("std_param", ["log_std", "bounded"])
 def test_collapsed_std_stays_on_the_floor_and_finite(std_param):
     """HATRPO collapses the std on the differential game; it must stay at the floor, finite,
-    without warnings, for many iterations after the collapse."""
+    without warnings, for many iterations after the collapse (on it from iteration 52 on,
+    with the default signal test)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        result = marl_tr.train(preset="hatrpo", env_kwargs={"n": 3}, iterations=80, seed=1,
+        result = marl_tr.train(preset="hatrpo", env_kwargs={"n": 3}, iterations=120, seed=1,
                                std_param=std_param, min_std=0.01)
     stds = np.stack([result.column(f"std_0_{i}") for i in range(3)], axis=1)
     assert (stds >= 0.01).all()

@@ -129,8 +129,9 @@ def test_the_last_steps_divergences_are_the_drift_the_context_reuses(preset):
     from marl_tr.training.loop import SequentialTrustRegion
     from marl_tr.training.setup import build_parts
 
-    loop = SequentialTrustRegion(build_parts(TrainConfig(
-        preset=preset, env_kwargs={"n": 3}, batch_size=30, dtype="float64", seed=3)))
+    loop = SequentialTrustRegion(build_parts(TrainConfig(  # every agent steps: no signal test
+        preset=preset, env_kwargs={"n": 3}, batch_size=30, dtype="float64", seed=3,
+        signal_level=None)))
     for _ in range(3):
         loop.step()
     batch = loop.collect()
