@@ -283,7 +283,7 @@ class WMATRPODual(_DualPreset, WMATRPO):
         delta: the W1 radius (default: Table 2's 0.1; multi-step 0.05).
         critic: ``"q"`` (learned, eq. 19; options as ``q:hidden=(64,64),updates=8``) or
             ``"oracle_q"`` (Q from the env's analytic reward: an oracle, for studies).
-        solver: the solver config string (``ot_dual:grid=33,draws=16``).
+        solver: the solver config string (``ot_dual:grid=33,draws=8``).
     """
 
     summary = "exact W1 dual (Theorem 1, Corollary 1), fixed radius, learned Q (eq. 19)"

@@ -152,6 +152,9 @@ def _add_run_options(parser: argparse.ArgumentParser, *, backend: bool = True) -
                            "together as one replicated run (a job; rows do not depend on it); "
                            f"1: one run per seed (default: {MAX_REPLICAS})")
         group.add_argument("--quiet", action="store_true", help="no per-job progress lines")
+        group.add_argument("--reuse-other-code", action="store_true",
+                           help="reuse finished cells made by other code (another source "
+                           "fingerprint; the pages mark them); default: recompute them")
 
 
 def _add_budget(parser: argparse.ArgumentParser, *, seeds: bool = True,
@@ -173,7 +176,8 @@ def _add_budget(parser: argparse.ArgumentParser, *, seeds: bool = True,
 
 def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"workers": args.workers, "max_replicas": args.max_replicas, "backend": args.backend,
-            "ray_address": args.ray_address, "echo": not args.quiet}
+            "ray_address": args.ray_address, "echo": not args.quiet,
+            "reuse_other_code": args.reuse_other_code}
 
 
 def _optional(args: argparse.Namespace, *names: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from marl_tr.experiments import outcomes
+from marl_tr.experiments.fingerprint import code_fingerprint
 from marl_tr.experiments.report import (
     fmt,
     fmt_mean_sd,
@@ -45,6 +46,7 @@ __all__ = [
     "BASIN_GAP_PRESETS",
     "MATRIX_GAMES",
     "MATRIX_PRESETS",
+    "OTHER_CODE_MARK",
     "STABLE_TOLERANCE",
     "TABLE2",
     "TABLE3",
@@ -55,6 +57,7 @@ __all__ = [
     "VARIANTS",
     "ExperimentResult",
     "PaperEntry",
+    "fingerprint_note",
     "reproduce_basin_gap",
     "reproduce_matrix_games",
     "reproduce_sensitivity",
@@ -224,6 +227,7 @@ def _seed_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "inside_bounds_fraction": mean_sd(r["inside_bounds_fraction"] for r in rows)[0],
         "reached_higher_count": sum(bool(v) for v in reached),
         "lambda_mean": _nan_mean(r["lambda_mean"] for r in rows),
+        "fingerprints": sorted({r["fingerprint"] for r in rows}),
         **_overshoot_summary(rows),
         "wall_time_mean": mean_sd(r["wall_time"] for r in rows)[0],
     }
@@ -236,9 +240,32 @@ def _nan_mean(values: Iterable[float]) -> float:
 
 
 def _run_options(workers: int | None, max_replicas: int, backend: str, ray_address: str | None,
-                 echo: bool) -> dict[str, Any]:
+                 echo: bool, reuse_other_code: bool = False) -> dict[str, Any]:
     return {"workers": workers, "max_replicas": max_replicas, "backend": backend,
-            "ray_address": ray_address, "echo": echo}
+            "ray_address": ray_address, "echo": echo, "reuse_other_code": reuse_other_code}
+
+
+#: The mark of a summary line with cells made by other code than the running one.
+OTHER_CODE_MARK = " (other code)"
+
+
+def _code_mark(line: Mapping[str, Any]) -> str:
+    """``OTHER_CODE_MARK`` when some of a line's cells were made by other code."""
+    return OTHER_CODE_MARK if set(line.get("fingerprints", ())) - {code_fingerprint()} else ""
+
+
+def fingerprint_note(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Which code made the cells shown: each fingerprint with its number of cells."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.get("fingerprint") or "unknown"] = counts.get(
+            row.get("fingerprint") or "unknown", 0) + 1
+    current = code_fingerprint()
+    parts = [f"{fp} ({count} cells{', the running code' if fp == current else ', OTHER CODE'})"
+             for fp, count in sorted(counts.items())]
+    return "code fingerprints of the cells (version+source hash): " + "; ".join(parts) + (
+        f". Lines marked{OTHER_CODE_MARK} hold cells made by other code than the running "
+        "one (reused on request)" if set(counts) - {current} else "")
 
 
 # -- Table 3 ------------------------------------------------------------------------------------
@@ -278,7 +305,7 @@ def _table3_markdown(lines: Sequence[Mapping[str, Any]]) -> str:
                "r(local) / r(far)", "left basin", "in bounds", "ratio mean / max / >1",
                "seeds"]
     body = [[
-        str(line["n"]), line["method"], fmt(line["paper_distance"], 4),
+        str(line["n"]), line["method"] + _code_mark(line), fmt(line["paper_distance"], 4),
         fmt_mean_sd(line["distance_mean"], line["distance_sd"]),
         fmt(line["distance_median"], 3),
         fmt_vector(line["paper_final_actions"]), fmt_vector(line["final_actions_mean"]),
@@ -301,6 +328,7 @@ def reproduce_table3(
     backend: str = "local",
     ray_address: str | None = None,
     echo: bool = False,
+    reuse_other_code: bool = False,
 ) -> ExperimentResult:
     """Table 3: HATRPO, HATRPO + CAATR and W-MATRPO + CAATR on the differential game, and
     beside them (``TABLE3_EXTRA``) the trust regions held at their radius and the exact dual.
@@ -337,7 +365,8 @@ def reproduce_table3(
     out = Path(out) if out is not None else None
     outcome = _run_sweep(out, names, seed_list, [{"n": k} for k in sizes],
                          {"iterations": iterations, "batch_size": batch_size},
-                         _run_options(workers, max_replicas, backend, ray_address, echo))
+                         _run_options(workers, max_replicas, backend, ray_address, echo,
+                                      reuse_other_code))
     lines = table3_rows(outcome.rows)
     command = ["marl-tr", "reproduce", "table3", "--iterations", str(iterations),
                "--seeds", format_seeds(seed_list), "--n", ",".join(map(str, sizes)),
@@ -350,6 +379,7 @@ def reproduce_table3(
     if iterations != TABLE2["iterations"] or batch_size != TABLE2["batch_size"]:
         notes.insert(0, f"budget {iterations} iterations x batch {batch_size}, not Table 2's "
                      f"{TABLE2['iterations']} x {TABLE2['batch_size']}.")
+    notes.append(fingerprint_note(outcome.rows))
     markdown = markdown_document("Table 3: the differential game", command,
                                  _table3_markdown(lines), notes)
     return _finish(ExperimentResult(lines, markdown, outcome), out, "table3")
@@ -400,7 +430,7 @@ def _variants_markdown(lines: Sequence[Mapping[str, Any]]) -> str:
                "final actions (mean over seeds)", "E[r]", "r(local) / r(far)", "left basin",
                "in bounds", "ratio mean / max / >1", "ms/it per seed", "seeds"]
     body = [[
-        str(line["n"]), line["method"], f"`{line['preset']}`",
+        str(line["n"]), line["method"] + _code_mark(line), f"`{line['preset']}`",
         fmt_mean_sd(line["distance_mean"], line["distance_sd"]),
         fmt(line["distance_median"], 3),
         fmt_vector(line["final_actions_mean"]),
@@ -424,6 +454,7 @@ def reproduce_variants(
     backend: str = "local",
     ray_address: str | None = None,
     echo: bool = False,
+    reuse_other_code: bool = False,
 ) -> ExperimentResult:
     """The paper's methods, the PPO baselines and W-MATRPO + CAATR variants, side by side.
 
@@ -436,7 +467,8 @@ def reproduce_variants(
     out = Path(out) if out is not None else None
     outcome = _run_sweep(out, names, seed_list, [{"n": k} for k in sizes],
                          {"iterations": iterations, "batch_size": batch_size},
-                         _run_options(workers, max_replicas, backend, ray_address, echo))
+                         _run_options(workers, max_replicas, backend, ray_address, echo,
+                                      reuse_other_code))
     lines = variants_rows(outcome.rows)
     command = ["marl-tr", "reproduce", "variants", "--iterations", str(iterations),
                "--seeds", format_seeds(seed_list), "--n", ",".join(map(str, sizes)),
@@ -448,6 +480,7 @@ def reproduce_variants(
     notes = [*_DEFINITIONS,
              "ms/it per seed: loop seconds per iteration of one seed (its replicated job's "
              "time divided by the job's replicas)."]
+    notes.append(fingerprint_note(outcome.rows))
     markdown = markdown_document("Variants and baselines on the differential game", command,
                                  _variants_markdown(lines), notes)
     return _finish(ExperimentResult(lines, markdown, outcome), out, "variants")
@@ -499,7 +532,8 @@ def _basin_gap_markdown(lines: Sequence[Mapping[str, Any]]) -> str:
                "reached (seeds)", "left basin", "distance", "final actions"]
     body = [[
         str(line["n"]), fmt(line["basin_gap"], 1), line["sigma_label"], line["higher_peak"],
-        f"{fmt(line['peak_local'], 4)} / {fmt(line['peak_global'], 4)}", line["preset"],
+        f"{fmt(line['peak_local'], 4)} / {fmt(line['peak_global'], 4)}",
+        line["preset"] + _code_mark(line),
         fmt_mean_sd(line["expected_reward_mean"], line["expected_reward_sd"], 4),
         f"{line['reached_higher_count']}/{line['seeds']}", fmt(line["left_basin_fraction"], 2),
         fmt_mean_sd(line["distance_mean"], line["distance_sd"]),
@@ -540,6 +574,7 @@ def reproduce_basin_gap(
     backend: str = "local",
     ray_address: str | None = None,
     echo: bool = False,
+    reuse_other_code: bool = False,
 ) -> ExperimentResult:
     """Which presets reach the truly global optimum as the basins move apart and change width.
 
@@ -577,7 +612,8 @@ def reproduce_basin_gap(
     out = Path(out) if out is not None else None
     outcome = _run_sweep(out, names, seed_list, settings,
                          {"iterations": iterations, "batch_size": batch_size},
-                         _run_options(workers, max_replicas, backend, ray_address, echo))
+                         _run_options(workers, max_replicas, backend, ray_address, echo,
+                                      reuse_other_code))
     lines = basin_gap_rows(outcome.rows)
     command = ["marl-tr", "reproduce", "basin-gap", "--gaps", ",".join(map(str, gap_list)),
                "--sigmas", *_sigmas_flag(sigmas), "--n", ",".join(map(str, sizes)),
@@ -586,7 +622,8 @@ def reproduce_basin_gap(
     if out is not None:
         command += ["--out", str(out)]
     markdown = markdown_document("Basin-gap study: which presets reach the higher peak",
-                                 command, _basin_gap_markdown(lines), _DEFINITIONS)
+                                 command, _basin_gap_markdown(lines),
+                                 [*_DEFINITIONS, fingerprint_note(outcome.rows)])
     return _finish(ExperimentResult(lines, markdown, outcome), out, "basin_gap")
 
 
@@ -629,6 +666,7 @@ def matrix_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "final_probs_mean": [vector_mean(r["final_probs"][i] for r in members)
                                  for i in range(members[0]["n_agents"])],
             "lambda_mean": _nan_mean(r["lambda_mean"] for r in members),
+            "fingerprints": sorted({r["fingerprint"] for r in members}),
             **_overshoot_summary(members),
             "wall_time_mean": mean_sd(r["wall_time"] for r in members)[0],
         })
@@ -643,7 +681,7 @@ def _matrix_markdown(lines: Sequence[Mapping[str, Any]]) -> str:
                "ratio mean / max / >1", "seeds"]
     body = [[
         line["game"], ", ".join(f"{k}={v}" for k, v in line["env_kwargs"].items()) or "-",
-        line["method"], f"`{line['preset']}`",
+        line["method"] + _code_mark(line), f"`{line['preset']}`",
         fmt_mean_sd(line["expected_reward_mean"], line["expected_reward_sd"], 2),
         fmt_mean_sd(line["optimal_probability_mean"], line["optimal_probability_sd"], 2),
         f"{line['optimal_count']}/{line['seeds']}",
@@ -669,6 +707,7 @@ def reproduce_matrix_games(
     backend: str = "local",
     ray_address: str | None = None,
     echo: bool = False,
+    reuse_other_code: bool = False,
 ) -> ExperimentResult:
     """The climbing and penalty games: KL and W1 trust regions on categorical policies.
 
@@ -689,7 +728,7 @@ def reproduce_matrix_games(
     if unknown or not chosen:
         raise ValueError(f"games must be some of {', '.join(MATRIX_GAMES)}, got {chosen!r}")
     out = Path(out) if out is not None else None
-    run = _run_options(workers, max_replicas, backend, ray_address, echo)
+    run = _run_options(workers, max_replicas, backend, ray_address, echo, reuse_other_code)
     budget = {"iterations": iterations, "batch_size": batch_size}
     rows: list[dict[str, Any]] = []
     sweeps = []
@@ -721,6 +760,7 @@ def reproduce_matrix_games(
         "W1 between categoricals uses the ordinal ground metric |i - j| (actions on a line).",
         _DEFINITIONS[-1],
     ]
+    notes.append(fingerprint_note(rows))
     markdown = markdown_document("Matrix games: KL and W1 trust regions on discrete actions",
                                  command, _matrix_markdown(lines), notes)
     combined = SweepResult(rows=rows, cells=[c for s in sweeps for c in s.cells],
@@ -783,6 +823,7 @@ def reproduce_sensitivity(
     backend: str = "local",
     ray_address: str | None = None,
     echo: bool = False,
+    reuse_other_code: bool = False,
 ) -> ExperimentResult:
     """How per-seed outcomes move under a change that should not matter: every seed run in
     float32 and in float64. Presets whose final means stay within ``STABLE_TOLERANCE`` are
@@ -796,7 +837,8 @@ def reproduce_sensitivity(
                     grid={"dtype": ["float32", "float64"]},
                     fixed={"iterations": iterations, "batch_size": batch_size},
                     results=None if out is None else out / "cells.csv",
-                    **_run_options(workers, max_replicas, backend, ray_address, echo))
+                    **_run_options(workers, max_replicas, backend, ray_address, echo,
+                                   reuse_other_code))
     if outcome.failed:
         raise RuntimeError(f"{len(outcome.failed)} cell(s) failed (rerun to retry): "
                            + "; ".join(outcome.failed.values()))
@@ -816,6 +858,7 @@ def reproduce_sensitivity(
              f"code); a preset is stable when no final mean moves by {STABLE_TOLERANCE} or "
              "more. Chaotic presets' per-seed numbers depend on rounding; read their rows as "
              "distributions over seeds."]
+    notes.append(fingerprint_note(outcome.rows))
     markdown = markdown_document(f"Sensitivity of per-seed outcomes (n = {n})", command,
                                  markdown_table(headers, body), notes)
     return _finish(ExperimentResult(lines, markdown, outcome), out, "sensitivity")

@@ -25,6 +25,7 @@ from marl_tr.experiments.paper import (
     ExperimentResult,
     reproduce_basin_gap,
     reproduce_matrix_games,
+    reproduce_sensitivity,
     reproduce_table3,
     reproduce_variants,
 )
@@ -53,6 +54,7 @@ def reproduce_all(
     backend: str = "local",
     ray_address: str | None = None,
     echo: bool = False,
+    reuse_other_code: bool = False,
 ) -> dict[str, ExperimentResult | Figure1]:
     """Table 3, Figure 1 and the basin-gap study (defaults) with one budget, into ``out``.
 
@@ -61,16 +63,18 @@ def reproduce_all(
         iterations: training iterations of every run (Table 2: 4000).
         batch_size: joint transitions per iteration (Table 2: 30).
         seeds: seeds of the table and the study (Figure 1 uses the first one).
-        workers, max_replicas, backend, ray_address, echo: see ``sweep`` (Figure 1 always runs
-            locally, one run per method).
+        workers, max_replicas, backend, ray_address, echo, reuse_other_code: see ``sweep``
+            (Figure 1 always runs locally, one run per method).
 
     Returns:
-        ``{"table3": ..., "figure1": ..., "basin_gap": ..., "variants": ..., "matrix": ...}``.
+        ``{"table3": ..., "figure1": ..., "basin_gap": ..., "variants": ..., "matrix": ...,
+        "sensitivity": ...}``.
     """
     out = Path(out)
     start = time.perf_counter()
     run: dict[str, Any] = {"workers": workers, "max_replicas": max_replicas, "backend": backend,
-                           "ray_address": ray_address, "echo": echo}
+                           "ray_address": ray_address, "echo": echo,
+                           "reuse_other_code": reuse_other_code}
     results: dict[str, ExperimentResult | Figure1] = {}
     budget = {"iterations": iterations, "batch_size": batch_size}
     results["table3"] = reproduce_table3(seeds=seeds, out=out / "table3", **budget, **run)
@@ -80,11 +84,14 @@ def reproduce_all(
                                                **run)
     results["variants"] = reproduce_variants(seeds=seeds, out=out / "variants", **budget, **run)
     results["matrix"] = reproduce_matrix_games(seeds=seeds, out=out / "matrix", **budget, **run)
+    results["sensitivity"] = reproduce_sensitivity(seeds=seeds, out=out / "sensitivity",
+                                                   **budget, **run)
     pages = {"Table 3": out / "table3" / "table3.md",
              "Figure 1": out / "figure1" / "figure1.md",
              "Basin-gap study": out / "basin_gap" / "basin_gap.md",
              "Variants and baselines": out / "variants" / "variants.md",
-             "Matrix games": out / "matrix" / "matrix.md"}
+             "Matrix games": out / "matrix" / "matrix.md",
+             "Sensitivity": out / "sensitivity" / "sensitivity.md"}
     command = shlex.join(["marl-tr", "reproduce", "all", "--iterations", str(iterations),
                           "--batch-size", str(batch_size),
                           "--seeds", format_seeds(parse_seeds(seeds)), "--out", str(out)])

@@ -62,6 +62,7 @@ COLUMNS: dict[str, str] = {
     "overshoot_max": "float",
     "overshoot_fraction": "float",
     "resolved_config": "json",      # the run's full TrainConfig (library defaults included)
+    "fingerprint": "str",           # the code that made the row: version+source hash
     "wall_time": "float",           # the cell's share of its job's loop: job_wall_time / replicas
     "cell_time": "float",           # the cell's share of its whole job: job_time / job_replicas
     "job_replicas": "int",          # seeds of the cell's job (one replicated train call)

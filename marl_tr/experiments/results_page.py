@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from marl_tr.config import TrainConfig
+from marl_tr.experiments.paper import fingerprint_note
 from marl_tr.experiments.report import fmt, fmt_vector, provenance
 from marl_tr.radius.caatr import CAATR
 
@@ -270,6 +271,19 @@ def _matrix_section(matrix: Any, page_dir: Path, out: Path) -> str:
             + _table_of(matrix.markdown))
 
 
+def _sensitivity_section(sensitivity: Any, page_dir: Path, out: Path) -> str:
+    stable = [f"`{x['preset']}`" for x in sensitivity.rows if x["stable"]]
+    chaotic = [f"`{x['preset']}`" for x in sensitivity.rows if not x["stable"]]
+    page = (out / "sensitivity" / "sensitivity.md").relative_to(page_dir)
+    return (
+        "Each seed of Table 3's methods (n = 3) was run twice, in float32 and in float64. "
+        f"Per-seed numbers survive that change for {', '.join(stable) or 'no method'}: their "
+        "per-seed rows reproduce. For " + (', '.join(chaotic) or 'no method') + " a rounding "
+        "difference moves the outcome of a seed, so only their distribution over seeds (mean, "
+        "median, spread) is a result; read their Table 3 lines that way "
+        f"([page]({page})):\n\n" + _table_of(sensitivity.markdown))
+
+
 def _group(rows: Sequence[Mapping[str, Any]], key: Any) -> dict[Any, list[Mapping[str, Any]]]:
     groups: dict[Any, list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -334,6 +348,8 @@ def results_page(
         f"invocation ran {ran} of them and resumed the rest from the results files, in "
         f"{fmt(wall_time / 60, 3)} min on {workers or 'all'} worker(s).)",
         "",
+        f"Provenance of the numbers: {fingerprint_note([r for s in sweeps for r in s.rows])}.",
+        "",
         "## Table 3",
         "",
         _peaks_sentence(table3),
@@ -373,6 +389,10 @@ def results_page(
         _dual_section(table3, variants),
         "",
     ]
+    sensitivity = results.get("sensitivity")
+    if sensitivity is not None:
+        parts += ["## Which per-seed numbers are stable", "",
+                  _sensitivity_section(sensitivity, page_dir, out), ""]
     matrix = results.get("matrix")
     if matrix is not None:
         parts += ["## Matrix games (categorical policies)", "",

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from marl_tr.config import TrainConfig
+from marl_tr.experiments.fingerprint import code_fingerprint
 from marl_tr.experiments.outcomes import measure
 from marl_tr.experiments.results import ResultsFile, format_row, parse_row
 
@@ -288,7 +289,7 @@ def train_job(job: Job | Mapping[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
         if part.config.seed != cell.seed:  # pragma: no cover - TrainResult.split's contract
             raise RuntimeError(f"replica of seed {part.config.seed} reported for {cell.label()}")
         records.append({
-            "key": cell.key, **cell.to_dict(), **outcome,
+            "key": cell.key, **cell.to_dict(), **outcome, "fingerprint": code_fingerprint(),
             "cell_time": seconds / job.replicas, "job_replicas": job.replicas,
             "job_seed": job.cells[0].seed, "job_wall_time": float(result.wall_time),
             "job_time": seconds, "finished_at": finished,
@@ -827,8 +828,10 @@ def sweep(
     backend: str = "local",
     ray_address: str | None = None,
     echo: bool = False,
+    reuse_other_code: bool = False,
 ) -> SweepResult:
-    """Run every cell of presets x settings x grid x seeds that ``results`` does not hold yet.
+    """Run every cell of presets x settings x grid x seeds that ``results`` does not hold yet
+    from the running code.
 
     The pending cells run as jobs of consecutive seeds (replicated ``train`` calls; see the
     module docstring, ``make_jobs`` and ``plan_jobs``). A cell's row is the same whatever its
@@ -845,6 +848,10 @@ def sweep(
             ``pip install "marl_tr[ray]"``).
         ray_address: a Ray cluster to connect to (``backend="ray"``; default: start a local one).
         echo: print a line per finished job to stderr.
+        reuse_other_code: reuse finished cells whatever code made them. By default a row is
+            reused only when its ``fingerprint`` (``fingerprint.code_fingerprint``: the
+            version and a hash of the library's source) is the running code's; others are
+            recomputed (and their new rows appended; the newest row of a key wins).
 
     Returns:
         A ``SweepResult``; ``rows`` follow the cells' order.
@@ -861,7 +868,10 @@ def sweep(
     store = ResultsFile(results) if results is not None else None
     found = store.finished() if store is not None else {}
     keys = {cell.key for cell in cells}
-    done = {key: row for key, row in found.items() if key in keys}
+    current = code_fingerprint()
+    done = {key: row for key, row in found.items() if key in keys
+            and (reuse_other_code or row["fingerprint"] == current)}
+    stale = sum(1 for key in keys if key in found and key not in done)
     todo = [c for c in cells if c.key not in done]
     single = {key for key, profile in profiles.items() if not profile.batchable}
     jobs = plan_jobs(make_jobs(todo, max_replicas, single=single), workers,
@@ -873,6 +883,9 @@ def sweep(
         label = next(cell.label() for cell in todo if cell.config_key == key)
         _echo(echo, f"note: [{label}] cannot run replicas; its seeds run one per job")
     largest = max((job.replicas for job in jobs), default=0)
+    if stale:
+        _echo(echo, f"note: {stale} finished cell(s) were made by other code (fingerprint != "
+              f"{current}): recomputed (reuse_other_code=True keeps them)")
     _echo(echo, f"sweep: {len(cells)} cells, {len(done)} already finished, {len(todo)} to run "
           f"as {len(jobs)} job(s) of up to {largest} replica(s) on "
           f"{min(workers, max(1, len(jobs)))} {backend} worker(s)")

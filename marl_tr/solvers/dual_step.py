@@ -64,7 +64,7 @@ class OTDual(Solver):
     Args:
         grid: grid points per action dimension (continuous, bounded boxes, ``d <= grid_dims``).
         grid_dims: the largest action dimension that gets a grid.
-        draws: candidate draws from the old policy per sample (continuous).
+        draws: candidate draws from the old policy per sample (continuous; default 8).
         refine: ``"none"``, or ``"cem"``: after a first solve, ``refine_steps`` rounds of the
             cross-entropy method per sample on ``A(s, a') - lambda c(a, a')`` at that solve's
             ``lambda`` (``draws`` samples per round from a Gaussian started at the old
@@ -84,7 +84,7 @@ class OTDual(Solver):
     autograd_free = True
     needs_action_values: ClassVar[bool] = True
 
-    def __init__(self, grid: int = 33, grid_dims: int = 2, draws: int = 16,
+    def __init__(self, grid: int = 33, grid_dims: int = 2, draws: int = 8,
                  refine: str = "none", refine_steps: int = 3, shift: bool = True,
                  fit_steps: int = 50, fit_lr: float = 1e-2, rtol: float = 1e-3,
                  max_rounds: int = 30) -> None:

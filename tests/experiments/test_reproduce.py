@@ -29,7 +29,7 @@ TABLE3_COLUMNS = [
     "batch_size", "distance_mean", "distance_sd", "distance_median", "final_actions_mean",
     "final_stds_mean", "expected_reward_mean", "expected_reward_sd", "peak_local",
     "peak_global", "higher_peak", "left_basin_fraction", "inside_bounds_fraction",
-    "reached_higher_count", "lambda_mean", "overshoot_mean", "overshoot_max",
+    "reached_higher_count", "lambda_mean", "fingerprints", "overshoot_mean", "overshoot_max",
     "overshoot_fraction", "wall_time_mean",
 ]
 
@@ -135,7 +135,7 @@ def test_reproduce_all_writes_every_page_with_its_command(tmp_path):
     results = reproduce_all(out=out, iterations=1, seeds=1, workers=1)
     index = (out / "README.md").read_text()
     for page in ("table3/table3.md", "figure1/figure1.md", "basin_gap/basin_gap.md",
-                 "variants/variants.md", "matrix/matrix.md"):
+                 "variants/variants.md", "matrix/matrix.md", "sensitivity/sensitivity.md"):
         assert f"]({page})" in index and (out / page).exists()
     assert "marl-tr reproduce table3 --iterations 1 --seeds 1 --n 3,5,7,9" in index
     assert (out / "figure1" / "figure1.png").exists()
