@@ -47,12 +47,13 @@ def best_block_ms(run_once, iterations: int, repeats: int) -> float:
     return 1e3 * best
 
 
-def measure(preset: str, n_agents: int, iterations: int, repeats: int, replicas: int = 1):
+def measure(preset: str, n_agents: int, iterations: int, repeats: int, replicas: int = 1,
+            **settings):
     """Per seed, for one preset and team size: (ms per iteration over the whole run, ms per
     iteration in which every agent stepped, the share of those iterations, ms per bare
     rollout)."""
     config = marl_tr.TrainConfig(preset=preset, env_kwargs={"n": n_agents}, batch_size=30,
-                                 replicas=replicas)
+                                 replicas=replicas, **settings)
     moved_keys = [f"moved_{i}" for i in range(n_agents)]
     best_run = best_stepping = float("inf")
     share = 0.0
@@ -84,6 +85,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--replicas", type=int, default=1,
                         help="seeds stepped together; figures per seed")
+    parser.add_argument("--no-signal-test", action="store_true",
+                        help="signal_level=None: agents step whenever their gradient is not "
+                        "zero, so that every iteration costs a full update (a like-for-like "
+                        "cost of the solvers)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, batch 30; CPU time, "
@@ -96,7 +101,8 @@ def main() -> None:
     for preset in args.presets:
         for n in args.agents:
             iteration_ms, stepping_ms, share, rollout_ms = measure(
-                preset, n, args.iterations, args.repeats, args.replicas)
+                preset, n, args.iterations, args.repeats, args.replicas,
+                **({"signal_level": None} if args.no_signal_test else {}))
             table[preset, n] = (iteration_ms, stepping_ms)
             print(f"{preset:<36}{n:>3}{iteration_ms:>10.3f}{stepping_ms:>10.3f}{share:>7.0%}"
                   f"{rollout_ms:>12.3f}{iteration_ms / rollout_ms:>8.1f}"

@@ -35,6 +35,8 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from marl_tr_envs.action_geometry import MPE_MOVES
+
 __all__ = ["TASKS", "MPEParallelEnv", "TaskFactory", "parallel_env", "short_names",
            "task_name"]
 
@@ -161,6 +163,17 @@ class MPEParallelEnv(ParallelEnv):
         if terminated or truncated:
             self.agents = []
         return observations, rewards, terminations, truncations, infos
+
+    def action_embedding(self, agent: str) -> np.ndarray | None:
+        """The geometry of an agent's discrete moves (``marl_tr_envs.action_geometry``): the
+        five moves (no-op, left, right, down, up) as 2-D displacements, ``MPE_MOVES``;
+        ``None`` for continuous actions or actions that are not moves (a speaker's words)."""
+        space = self.action_spaces[agent]
+        body = next((a for a in self.raw.world.agents if a.name == agent), None)
+        if (isinstance(space, spaces.Discrete) and int(space.n) == len(MPE_MOVES)
+                and body is not None and body.movable):
+            return MPE_MOVES
+        return None
 
     def render(self) -> Any:
         return self.raw.render()

@@ -37,7 +37,7 @@ from marl_tr.solvers.base import (
     gradient_status,
     to_numpy,
 )
-from marl_tr.solvers.line_search import RayPoint, radius_step
+from marl_tr.solvers.line_search import Backtracking, RayPoint, radius_step
 from marl_tr.solvers.natural_gradient import natural_direction
 from marl_tr.validation import (
     check_choice,
@@ -90,25 +90,16 @@ class ExactRadius(Solver):
         self.direction = check_choice("direction", direction, DIRECTIONS)
         self.rtol = check_in_range("rtol", rtol, 0.0, 1.0, low_open=True, high_open=True)
         self.max_rounds = check_int("max_rounds", max_rounds, minimum=1)
-        if not isinstance(line_search, bool):
-            raise ValueError(f"line_search must be true or false, got {line_search!r}")
-        self.line_search = line_search
-        self.max_backtracks = check_int("max_backtracks", max_backtracks, minimum=1)
-        self.backtrack_coef = check_in_range(
-            "backtrack_coef", backtrack_coef, 0.0, 1.0, low_open=True, high_open=True
-        )
-        self.accept_ratio = check_in_range("accept_ratio", accept_ratio, 0.0, 1.0)
+        self._backtracking = Backtracking(line_search, max_backtracks, backtrack_coef,
+                                          accept_ratio)
+        self.line_search, self.max_backtracks = line_search, max_backtracks
+        self.backtrack_coef, self.accept_ratio = backtrack_coef, accept_ratio
         self.cg_iterations = check_int("cg_iterations", cg_iterations, minimum=1)
         self.cg_damping = check_non_negative("cg_damping", cg_damping)
         self.cg_tolerance = check_positive("cg_tolerance", cg_tolerance)
         self._fisher = DIVERGENCES.build("kl") if direction == "natural" else None
-        self._fractions = backtrack_coef ** np.arange(max_backtracks)  # 1, c, c^2, ...
-
-    def acceptable(self, gains: np.ndarray, divergences: np.ndarray, expected: np.ndarray,
-                   radius: np.ndarray) -> np.ndarray:
-        """HARL's acceptance rule, elementwise (as ``natural_gradient``)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (divergences <= radius) & (gains > 0) & (gains / expected > self.accept_ratio)
+        self._fractions = self._backtracking.fractions  # 1, c, c^2, ...
+        self.acceptable = self._backtracking.acceptable  # HARL's rule, as natural_gradient
 
     def search_direction(self, problem: AgentProblem, gradient: Tensor) -> tuple[Tensor, Tensor]:
         """``d [R, P]`` and ``g^T d [R]``."""

@@ -28,8 +28,39 @@ import torch
 from torch import Tensor
 
 from marl_tr.solvers.base import AgentProblem
+from marl_tr.validation import check_in_range, check_int
 
-__all__ = ["RayPoint", "radius_step"]
+__all__ = ["Backtracking", "RayPoint", "radius_step"]
+
+
+@dataclass(frozen=True)
+class Backtracking:
+    """HARL's backtracking line search: try the step times ``coef^0, coef^1, ...``
+    (``tries`` of them) and accept the first inside the radius whose gain is positive and at
+    least ``accept_ratio`` of the expected gain. Checked on construction (``ValueError``)."""
+
+    line_search: bool = True
+    tries: int = 10
+    coef: float = 0.8
+    accept_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.line_search, bool):
+            raise ValueError(f"line_search must be true or false, got {self.line_search!r}")
+        check_int("max_backtracks", self.tries, minimum=1)
+        check_in_range("backtrack_coef", self.coef, 0.0, 1.0, low_open=True, high_open=True)
+        check_in_range("accept_ratio", self.accept_ratio, 0.0, 1.0)
+
+    @property
+    def fractions(self) -> np.ndarray:
+        """``coef^0, coef^1, ..., coef^(tries - 1)``."""
+        return float(self.coef) ** np.arange(self.tries)
+
+    def acceptable(self, gains: np.ndarray, divergences: np.ndarray, expected: np.ndarray,
+                   radius: np.ndarray) -> np.ndarray:
+        """HARL's rule, elementwise: inside the ball, a real gain, enough of the expected."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (divergences <= radius) & (gains > 0) & (gains / expected > self.accept_ratio)
 
 
 @dataclass

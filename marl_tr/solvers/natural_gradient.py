@@ -25,7 +25,8 @@ from marl_tr.solvers.base import (
     gradient_status,
     to_numpy,
 )
-from marl_tr.validation import check_in_range, check_int, check_non_negative, check_positive
+from marl_tr.solvers.line_search import Backtracking
+from marl_tr.validation import check_int, check_non_negative, check_positive
 
 __all__ = ["NaturalGradient", "conjugate_gradient", "natural_direction"]
 
@@ -129,14 +130,10 @@ class NaturalGradient(Solver):
         self.cg_iterations = check_int("cg_iterations", cg_iterations, minimum=1)
         self.cg_damping = check_non_negative("cg_damping", cg_damping)
         self.cg_tolerance = check_positive("cg_tolerance", cg_tolerance)
-        if not isinstance(line_search, bool):
-            raise ValueError(f"line_search must be true or false, got {line_search!r}")
-        self.line_search = line_search
-        self.max_backtracks = check_int("max_backtracks", max_backtracks, minimum=1)
-        self.backtrack_coef = check_in_range(
-            "backtrack_coef", backtrack_coef, 0.0, 1.0, low_open=True, high_open=True
-        )
-        self.accept_ratio = check_in_range("accept_ratio", accept_ratio, 0.0, 1.0)
+        self._backtracking = Backtracking(line_search, max_backtracks, backtrack_coef,
+                                          accept_ratio)
+        self.line_search, self.max_backtracks = line_search, max_backtracks
+        self.backtrack_coef, self.accept_ratio = backtrack_coef, accept_ratio
         self._fractions = self.fractions()
 
     def check_divergence(self, divergence: Divergence) -> None:
@@ -157,14 +154,12 @@ class NaturalGradient(Solver):
 
     def fractions(self) -> np.ndarray:
         """The line search's step fractions ``coef^0, coef^1, ...``."""
-        return self.backtrack_coef ** np.arange(self.max_backtracks)
+        return self._backtracking.fractions
 
     def acceptable(self, gains: np.ndarray, divergences: np.ndarray, expected: np.ndarray,
                    radius: np.ndarray) -> np.ndarray:
-        """HARL's acceptance rule, elementwise: inside the ball, a real gain, and enough of
-        the expected gain."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (divergences <= radius) & (gains > 0) & (gains / expected > self.accept_ratio)
+        """HARL's acceptance rule, elementwise (``line_search.Backtracking``)."""
+        return self._backtracking.acceptable(gains, divergences, expected, radius)
 
     def step(self, problem: AgentProblem, agents: np.ndarray) -> StepResult:
         gradient = problem.surrogate_gradient()
