@@ -409,6 +409,8 @@ VARIANTS: dict[str, str] = {
     "wmatrpo-dual:critic=oracle_q": "exact dual (Thm. 1, Cor. 1), oracle Q",
     "wmatrpo-dual-caatr": "exact dual + CAATR, learned Q",
     "wmatrpo-dual-caatr:critic=oracle_q": "exact dual + CAATR, oracle Q",
+    "sb3:ppo": "Centralised PPO (Stable-Baselines3): one policy over the joint action",
+    "sb3:trpo": "Centralised TRPO (sb3-contrib): one KL trust region on the joint policy",
 }
 
 
