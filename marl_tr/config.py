@@ -157,8 +157,9 @@ class TrainConfig:
     )
     signal_level: float | None = _help(
         "level of the test that an agent's surrogate gradient stands out of its own sampling "
-        "noise (no step where it does not; solvers.base.gradient_signal); None: no test",
-        default=0.01,
+        "noise (no step where it does not; solvers.base.gradient_signal), e.g. 0.01; None "
+        "(default): no test, as the paper and HARL (with CAATR the test lets radii grow while "
+        "agents wait, see docs/paper-notes.md)", default=None,
     )
     # -- evaluation -----------------------------------------------------------------------
     eval_interval: int | None = _help(
