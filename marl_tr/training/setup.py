@@ -351,6 +351,13 @@ def build_parts(config: TrainConfig, env: MultiAgentVecEnv | None = None,
                         f"{kind} actions: {', '.join(divergences_supporting(kind))}"
                         + _hint(divergence)
                     )
+                # the divergence's own limits on this distribution (e.g. a ground cost
+                # matrix for another number of actions), checked at a zero observation
+                obs_dim = getattr(policy, "obs_dim", None)
+                if obs_dim is not None:
+                    with torch.no_grad():
+                        divergence.check_supported(policy.distribution(
+                            torch.zeros(policy.replicas, obs_dim)))
             critics = _build_critics(resolved, env, action_critic, generators)
             action_critic.reset(env, resolved.replicas, resolved.seed, resolved.gamma,
                                 critics[0])

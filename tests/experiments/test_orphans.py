@@ -174,3 +174,41 @@ def test_the_parent_watch_thread_ends_an_orphaned_worker(tmp_path):
         parent.wait()
         if child is not None:
             _kill_all([child])
+
+
+@pytest.mark.slow
+def test_sigkill_of_reproduce_then_rerun_loses_and_duplicates_no_row(tmp_path):
+    """`marl-tr reproduce variants` killed with SIGKILL after its first job's rows landed,
+    then rerun: every cell appears exactly once and the rows equal an uninterrupted run's
+    (apart from the timing columns); no worker outlives the kill."""
+    from marl_tr.experiments import RUN_COLUMNS, ResultsFile
+
+    argv = [sys.executable, "-m", "marl_tr", "reproduce", "variants", "--presets",
+            "hatrpo;wmatrpo-tr;hatrpo-tr", "--iterations", "200", "--seeds", "4",
+            "--max-replicas", "2", "--workers", "2", "--quiet"]
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    parent = subprocess.Popen([*argv, "--out", str(killed)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    cells = killed / "cells.csv"
+    try:
+        _wait_for(lambda: cells.exists() and cells.read_text().count("\n") >= 2,
+                  "the first job's rows")
+        workers = _children(parent.pid)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        _wait_for(lambda: all(_gone(pid) for pid in workers), "the workers to end",
+                  EXIT_DEADLINE)
+    finally:
+        _kill_all([parent.pid])
+    assert 0 < len(list(ResultsFile(cells).rows())) < 12  # interrupted midway
+    for out in (killed, whole):
+        subprocess.run([*argv, "--out", str(out)], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+    def rows(path):
+        return {row["key"]: {k: v for k, v in row.items() if k not in RUN_COLUMNS}
+                for row in ResultsFile(path / "cells.csv").rows()}
+
+    lines = (killed / "cells.csv").read_text().splitlines()
+    assert len(lines) == 1 + 12  # header and one row per cell: none lost, none twice
+    assert rows(killed) == rows(whole)
