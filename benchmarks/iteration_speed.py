@@ -2,8 +2,11 @@
 
 For each preset and n it times runs of ``--iterations`` iterations from the paper's start
 (collect, advantages, radii, sequential agent updates, critic), and, side by side, a bare
-rollout of the same batch (the collector alone), and prints both and their ratio. CPU time,
-best of ``--repeats`` identical runs (same seed).
+rollout of the same batch (the collector alone), and prints both and their ratio. CPU time
+of identical runs (same seed) in ``--repeats`` rounds; each round runs every preset once, in
+turn, so that the ratios to ``hatrpo`` are taken within a round, side by side, and a slow
+spell of a shared machine moves both sides of a ratio. Times are the best round's; ratios
+are the median over rounds of the within-round ratio, with the lowest and highest.
 
 The cost of an iteration depends on where the policies are: an agent whose advantages are
 all zero (a collapsed W-MATRPO run, say) takes no step and costs little. So two figures per
@@ -20,6 +23,7 @@ run's time divided by R), as the experiment commands run them.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -47,34 +51,27 @@ def best_block_ms(run_once, iterations: int, repeats: int) -> float:
     return 1e3 * best
 
 
-def measure(preset: str, n_agents: int, iterations: int, repeats: int, replicas: int = 1,
-            **settings):
-    """Per seed, for one preset and team size: (ms per iteration over the whole run, ms per
-    iteration in which every agent stepped, the share of those iterations, ms per bare
-    rollout)."""
+def run_once(preset: str, n_agents: int, iterations: int, replicas: int = 1,
+             **settings) -> tuple[float, float, float, float]:
+    """One run of ``iterations`` iterations from the paper's start, per seed: (CPU seconds per
+    iteration over the whole run, per iteration in which every agent stepped (NaN if none),
+    the share of those iterations, CPU seconds per bare rollout of the same batch)."""
     config = marl_tr.TrainConfig(preset=preset, env_kwargs={"n": n_agents}, batch_size=30,
                                  replicas=replicas, **settings)
     moved_keys = [f"moved_{i}" for i in range(n_agents)]
-    best_run = best_stepping = float("inf")
-    share = 0.0
-    for _ in range(repeats):
-        loop = SequentialTrustRegion(build_parts(config))
-        stepping: list[float] = []
-        start = time.process_time()
-        for _ in range(iterations):
-            before = time.process_time()
-            rows = loop.step()
-            if all(row[key] for row in rows for key in moved_keys):
-                stepping.append(time.process_time() - before)
-        best_run = min(best_run, (time.process_time() - start) / iterations)
-        if stepping:
-            best_stepping = min(best_stepping, sum(stepping) / len(stepping))
-        share = len(stepping) / iterations
-        rollout_ms = best_block_ms(lambda run=loop: run.collector.collect(run.policies),
-                                   iterations, 1)
-        loop.env.close()
-    stepping_ms = 1e3 * best_stepping / replicas if share else float("nan")
-    return 1e3 * best_run / replicas, stepping_ms, share, rollout_ms / replicas
+    loop = SequentialTrustRegion(build_parts(config))
+    stepping: list[float] = []
+    start = time.process_time()
+    for _ in range(iterations):
+        before = time.process_time()
+        rows = loop.step()
+        if all(row[key] for row in rows for key in moved_keys):
+            stepping.append(time.process_time() - before)
+    run = (time.process_time() - start) / iterations
+    stepping_mean = sum(stepping) / len(stepping) if stepping else float("nan")
+    rollout = best_block_ms(lambda: loop.collector.collect(loop.policies), iterations, 1) / 1e3
+    loop.env.close()
+    return run / replicas, stepping_mean / replicas, len(stepping) / iterations, rollout / replicas
 
 
 def main() -> None:
@@ -82,7 +79,8 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=list(PRESETS))
     parser.add_argument("--agents", nargs="+", type=int, default=[3, 5, 7, 9])
     parser.add_argument("--iterations", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds; each round runs every preset once, in turn")
     parser.add_argument("--replicas", type=int, default=1,
                         help="seeds stepped together; figures per seed")
     parser.add_argument("--no-signal-test", action="store_true",
@@ -91,29 +89,46 @@ def main() -> None:
                         "cost of the solvers)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, batch 30; CPU time, "
-          f"best of {args.repeats} runs of {args.iterations} iterations from the paper's start"
+    settings = {"signal_level": None} if args.no_signal_test else {}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, batch 30; CPU time of "
+          f"runs of {args.iterations} iterations from the paper's start, {args.repeats} rounds "
+          f"(every preset once per round, in turn); times: best round"
           + (f"; {args.replicas} replicas per run, figures per seed" if args.replicas > 1
              else ""))
     print(f"{'preset':<36}{'n':>3}{'ms/iter':>10}{'stepping':>10}{'share':>7}"
           f"{'rollout ms':>12}{'ratio':>8}{'ms/agent':>10}")
-    table: dict[tuple[str, int], tuple[float, float]] = {}
-    for preset in args.presets:
-        for n in args.agents:
-            iteration_ms, stepping_ms, share, rollout_ms = measure(
-                preset, n, args.iterations, args.repeats, args.replicas,
-                **({"signal_level": None} if args.no_signal_test else {}))
-            table[preset, n] = (iteration_ms, stepping_ms)
+    # per (preset, n): every round's (whole-run, stepping) seconds per iteration
+    rounds: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    shares: dict[tuple[str, int], float] = {}  # the same in every round (same seed)
+    rollouts: dict[tuple[str, int], float] = {}  # the best round's bare rollout
+    for n in args.agents:
+        for _ in range(args.repeats):
+            for preset in args.presets:
+                run, stepping, share, rollout = run_once(preset, n, args.iterations,
+                                                         args.replicas, **settings)
+                rounds.setdefault((preset, n), []).append((run, stepping))
+                shares[preset, n] = share
+                rollouts[preset, n] = min(rollout, rollouts.get((preset, n), float("inf")))
+        for preset in args.presets:
+            runs = rounds[preset, n]
+            iteration_ms = 1e3 * min(r for r, _ in runs)
+            stepping_ms = 1e3 * min((s for _, s in runs if s == s), default=float("nan"))
+            share, rollout_ms = shares[preset, n], 1e3 * rollouts[preset, n]
             print(f"{preset:<36}{n:>3}{iteration_ms:>10.3f}{stepping_ms:>10.3f}{share:>7.0%}"
                   f"{rollout_ms:>12.3f}{iteration_ms / rollout_ms:>8.1f}"
                   f"{iteration_ms / n:>10.3f}", flush=True)
     if "hatrpo" in args.presets:
         for column, label in ((0, "whole runs"), (1, "stepping iterations")):
-            print(f"\nratio to hatrpo at the same n ({label}):")
+            print(f"\nratio to hatrpo at the same n ({label}): the median over rounds of the "
+                  f"ratio within a round [lowest, highest]:")
             for preset in args.presets:
-                ratios = [f"n={n}: {table[preset, n][column] / table['hatrpo', n][column]:.2f}x"
-                          for n in args.agents]
-                print(f"  {preset:<36}" + "  ".join(ratios))
+                cells = []
+                for n in args.agents:
+                    ratios = sorted(mine[column] / base[column] for mine, base in
+                                    zip(rounds[preset, n], rounds["hatrpo", n]))
+                    cells.append(f"n={n}: {statistics.median(ratios):.2f}x "
+                                 f"[{ratios[0]:.2f}, {ratios[-1]:.2f}]")
+                print(f"  {preset:<36}" + "  ".join(cells))
 
 
 if __name__ == "__main__":
