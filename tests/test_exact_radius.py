@@ -161,7 +161,8 @@ def test_the_step_is_the_first_acceptable_fraction_of_the_radius_length(radius, 
     problem = gaussian_problem(radius, divergence="w1", seed=seed)
     solver = SOLVERS.build(f"exact_radius:accept_ratio={ratio}")
     gradient = problem.surrogate_gradient()
-    initial, order = ExactRadius.initial_length(problem, gradient)
+    # the solver's first trial: aimed at the band's middle
+    initial, order = ExactRadius.initial_length(problem, gradient, problem.radius * (1 - 0.5e-3))
     t_star = radius_step(problem, gradient, initial, order=order,
                          fractions=0.8 ** np.arange(10)).t[0]
     slope = float((gradient * gradient).sum())
@@ -236,3 +237,19 @@ def test_every_step_of_a_run_stays_within_its_radius(name, kind):
     at_radius = (moved == 1) & (backtracks == 0)
     assert at_radius.any()
     assert (ratio[at_radius] >= 1 - 1e-3).all()
+
+
+def test_the_first_trial_aims_inside_the_band_and_lands_there_in_one_round():
+    """On a mean-only ray W1's closed form is exact: aimed at the band's middle
+    (1 - rtol / 2) delta, as the solver aims it, the first trial is inside the band (never a
+    rounding error above the radius, which would cost a second round) and the search stops
+    after one round."""
+    problem = gaussian_problem(0.05, divergence="w1")
+    direction = mean_only(problem.surrogate_gradient())
+    at_radius, _ = ExactRadius.initial_length(problem, direction)
+    aimed, _ = ExactRadius.initial_length(problem, direction, problem.radius * (1 - 0.5e-3))
+    np.testing.assert_allclose(aimed, at_radius * (1 - 0.5e-3), rtol=1e-12)
+    point = radius_step(problem, direction, aimed, rtol=1e-3)
+    assert point.rounds[0] == 1 and point.hit[0] and point.t[0] == aimed[0]
+    np.testing.assert_allclose(point.divergence[0], 0.05 * (1 - 0.5e-3), rtol=1e-6)
+    assert 0.05 * (1 - 1e-3) <= point.divergence[0] <= 0.05

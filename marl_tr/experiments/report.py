@@ -65,6 +65,14 @@ def fmt(value: Any, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}"
 
 
+def fmt_significant(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits (``4.2e-05``, ``0.0123``, ``12.3``); an em
+    dash for NaN/None."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{float(value):.{digits}g}"
+
+
 def fmt_mean_sd(mean: float, sd: float, digits: int = 3) -> str:
     """``mean ± sd`` (just the mean when the sd is undefined)."""
     if not math.isfinite(sd):

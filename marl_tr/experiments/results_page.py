@@ -17,7 +17,7 @@ import numpy as np
 
 from marl_tr.config import TrainConfig
 from marl_tr.experiments.paper import fingerprint_note
-from marl_tr.experiments.report import fmt, fmt_vector, provenance
+from marl_tr.experiments.report import fmt, fmt_significant, fmt_vector, provenance
 from marl_tr.radius.caatr import CAATR
 
 __all__ = ["results_page"]
@@ -240,7 +240,8 @@ def _dual_section(table3: Any, variants: Any | None) -> str:
                 f"{fmt_vector(x['final_actions_mean'], 2)}, E[r] "
                 f"{fmt(x['expected_reward_mean'], 4)} (peaks: near "
                 f"{fmt(x['peak_local'], 4)}, far {fmt(x['peak_global'], 4)}), distance "
-                f"{fmt(x['distance_mean'], 3)}, mean lambda* {fmt(x['lambda_mean'], 3)}, "
+                f"{fmt(x['distance_mean'], 3)}, mean lambda* "
+                f"{fmt_significant(x['lambda_mean'], 3)}, "
                 f"largest divergence/radius {fmt(x['overshoot_max'], 4)}")
     oracle = _lines(table3, "wmatrpo-dual-caatr:critic=oracle_q")
     if oracle:

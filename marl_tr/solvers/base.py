@@ -41,6 +41,8 @@ __all__ = [
     "StepResult",
     "gradient_signal",
     "gradient_status",
+    "numpy_dtype",
+    "tensor_like",
     "to_numpy",
 ]
 
@@ -413,6 +415,18 @@ class AgentProblem:
 def to_numpy(values: Tensor) -> np.ndarray:
     """A float64 NumPy copy of a CPU tensor (cheaper than ``.double().numpy()``)."""
     return values.numpy().astype(np.float64)
+
+
+@functools.cache
+def numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    """The NumPy dtype of a torch dtype."""
+    return torch.empty(0, dtype=dtype).numpy().dtype
+
+
+def tensor_like(values: np.ndarray, like: Tensor) -> Tensor:
+    """NumPy ``values`` as a CPU tensor of ``like``'s dtype (rounded as ``.to`` would, but
+    cast in NumPy: cheaper for the small arrays of a line search)."""
+    return torch.from_numpy(np.asarray(values).astype(numpy_dtype(like.dtype)))
 
 
 def gradient_signal(problem: AgentProblem) -> np.ndarray | None:

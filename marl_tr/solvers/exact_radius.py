@@ -7,7 +7,8 @@ Per agent and replica:
    divergence the constraint uses.
 2. **Length**: the ``t`` at which the *measured* constraint ``E_s D(old, theta_old + t d)``
    reaches the radius, within ``[(1 - rtol) delta, delta]`` (``line_search.radius_step``).
-   The first trial is a closed form where one exists: ``delta / D'(0)`` for divergences
+   The first trial, aimed at the band's middle ``(1 - rtol / 2) delta``, is a closed form
+   where one exists: ``delta / D'(0)`` for divergences
    positively homogeneous in the step (W1, the paper's eq. 31 and W2 for Gaussians; exact
    when the policy's map is linear along the ray, e.g. a mean-only step), the quadratic model
    ``sqrt(2 delta / d^T H d)`` for divergences smooth at identity (KL, JS, Hellinger), else
@@ -35,6 +36,7 @@ from marl_tr.solvers.base import (
     Solver,
     StepResult,
     gradient_status,
+    tensor_like,
     to_numpy,
 )
 from marl_tr.solvers.line_search import Backtracking, RayPoint, radius_step
@@ -111,16 +113,19 @@ class ExactRadius(Solver):
         return gradient, (gradient * gradient).sum(1)
 
     @staticmethod
-    def initial_length(problem: AgentProblem, direction: Tensor) -> tuple[np.ndarray, float]:
-        """The first trial length ``[R]`` and the assumed order of ``D ~ c t^p``."""
+    def initial_length(problem: AgentProblem, direction: Tensor,
+                       aim: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """The first trial length ``[R]``, at which the model of ``D`` reaches ``aim``
+        (default: the radius), and the assumed order of ``D ~ c t^p``."""
+        aim = problem.radius if aim is None else aim
         divergence = problem.divergence
         if divergence.homogeneous(problem.old_dist) or not divergence.smooth_at_identity:
             slope = problem.tangent_divergence(direction)
             with np.errstate(divide="ignore", invalid="ignore"):
-                return problem.radius / slope, 1.0
+                return aim / slope, 1.0
         curvature = to_numpy((direction * problem.fisher_product(direction)).sum(1))
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.sqrt(2.0 * problem.radius / curvature), 2.0
+            return np.sqrt(2.0 * aim / curvature), 2.0
 
     def step(self, problem: AgentProblem, agents: np.ndarray) -> StepResult:
         gradient = problem.surrogate_gradient()
@@ -133,7 +138,10 @@ class ExactRadius(Solver):
         direction, alignment = self.search_direction(problem, gradient)
         alignment = to_numpy(alignment)
         usable = np.isfinite(alignment) & (alignment > 0)
-        initial, order = self.initial_length(problem, direction)
+        # aim inside the band: a closed form aimed at the radius itself lands a rounding
+        # error above it about as often as below (float32 policies: ~1e-7), costing a round
+        initial, order = self.initial_length(problem, direction,
+                                             problem.radius * (1.0 - 0.5 * self.rtol))
         usable &= np.isfinite(initial) & (initial > 0)
         if not (active & usable).all():
             reasons = [r or ("" if ok else "no usable direction")
@@ -181,21 +189,22 @@ class ExactRadius(Solver):
                     gain = np.where(found, gains[rows, first], gain)
                     flat = torch.from_numpy(first + rows * lengths.shape[1])
                     picked = log_probs.flatten(0, 1).index_select(0, flat).reshape(-1)
-                    mask = torch.from_numpy(found).repeat_interleave(problem.batch_size)
-                    log_prob = torch.where(mask, picked, log_prob)
+                    log_prob = picked if found.all() else torch.where(
+                        torch.from_numpy(found).repeat_interleave(problem.batch_size), picked,
+                        log_prob)
                     moved |= found
                 retry = feasible & ~moved & ~covered
                 if attempt or not retry.any():
                     break
                 lengths = t[:, None] * self._fractions  # every length of a full search
-                scale = torch.from_numpy(lengths).to(direction.dtype).unsqueeze(2)
+                scale = tensor_like(lengths, direction).unsqueeze(2)
                 candidates = problem.old_params.unsqueeze(1) + scale * direction.unsqueeze(1)
                 gains, divergences, log_probs = problem.evaluate_candidates(candidates)
         reasons = [r or ("" if ok else "line search failed" if f else "no feasible length")
                    for r, ok, f in zip(reasons, moved, feasible | ~active)]
         backtracks = np.where(moved, backtracks,
                               np.where(feasible, float(self.max_backtracks), np.nan))
-        step = torch.from_numpy(np.where(moved, t, 0.0)).to(direction.dtype).unsqueeze(1)
+        step = tensor_like(np.where(moved, t, 0.0), direction).unsqueeze(1)
         params = problem.old_params + step * direction
         return problem.finish(
             moved, params, divergence, gain, log_prob, reasons,

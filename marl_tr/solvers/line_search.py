@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from marl_tr.solvers.base import AgentProblem
+from marl_tr.solvers.base import AgentProblem, numpy_dtype
 from marl_tr.validation import check_in_range, check_int
 
 __all__ = ["Backtracking", "RayPoint", "radius_step"]
@@ -152,7 +152,7 @@ def radius_step(
         A ``RayPoint``. Where ``hit`` is false the longest feasible length found is returned
         (its divergence below the band), or ``t = 0`` if none was.
     """
-    replicas, rows_per_replica = problem.replicas, problem.batch_size
+    replicas = problem.replicas
     fractions = np.asarray(fractions, dtype=np.float64)
     k = len(fractions)
     active = np.ones(replicas, dtype=bool) if active is None else np.asarray(active, bool)
@@ -163,65 +163,98 @@ def radius_step(
     hi, d_hi = np.full(replicas, np.inf), np.full(replicas, np.inf)
     rounds = np.zeros(replicas)
     hit = np.zeros(replicas, dtype=bool)
-    log_prob = problem.old_log_prob
-    kept_lengths = np.full((replicas, k), np.nan)
-    kept_gains, kept_divergences = np.zeros((replicas, k)), np.zeros((replicas, k))
-    kept_log_probs: Tensor | None = None
+    # where lo was measured (round * K + column; -1: not yet) and the round each replica hit
+    # in: log-probabilities are picked once, after the search
+    lo_at = np.full(replicas, -1)
+    hit_round = np.zeros(replicas, dtype=np.int64)
+    measured: list[tuple[np.ndarray, np.ndarray, np.ndarray, Tensor]] = []
     t = np.where(active, np.minimum(np.asarray(initial, dtype=np.float64), max_t), 0.0)
     searching = active & np.isfinite(t) & (t > 0)
-    column_cache = torch.from_numpy(fractions).to(direction.dtype).view(1, -1, 1)
+    # lengths in the parameters' precision (rounded as ``.to(dtype)`` would), cast in NumPy
+    step_dtype = numpy_dtype(direction.dtype)
+    column = fractions.astype(step_dtype)[:, None]  # [K, 1]
     rows = np.arange(replicas)
     first_divergence = np.full(replicas, np.nan)
-    for round_index in range(max_rounds):
-        if not searching.any():
-            break
-        trial = np.where(searching, t, 0.0)
-        lengths = trial[:, None] * fractions  # [R, K]
-        scale = torch.from_numpy(trial).to(direction.dtype).view(-1, 1, 1) * column_cache
-        candidates = problem.old_params.unsqueeze(1) + scale * direction.unsqueeze(1)
-        gains, divergences, log_probs = problem.evaluate_candidates(candidates)
-        rounds += searching
-        if round_index == 0:
-            first_divergence = np.where(searching, divergences[:, 0], np.nan)
-        with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):
+        for round_index in range(max_rounds):
+            if not searching.any():
+                break
+            trial = np.where(searching, t, 0.0)
+            lengths = trial[:, None] * fractions  # [R, K]
+            scale = trial.astype(step_dtype)[:, None, None] * column  # [R, K, 1]
+            candidates = (problem.old_params.unsqueeze(1)
+                          + torch.from_numpy(scale) * direction.unsqueeze(1))
+            gains, divergences, log_probs = problem.evaluate_candidates(candidates)
+            measured.append((lengths, gains, divergences, log_probs))
+            rounds += searching
+            if round_index == 0:
+                first_divergence = np.where(searching, divergences[:, 0], np.nan)
             inside = (searching[:, None] & np.isfinite(divergences) & np.isfinite(gains)
                       & (divergences <= radius[:, None]))
-        over = searching[:, None] & ~inside & (lengths > 0)
-        # the longest feasible length of this round, and the shortest overshoot above it
-        best = np.where(inside, lengths, -1.0).argmax(1)
-        better = inside[rows, best] & (lengths[rows, best] > lo)
-        if better.any():
-            lo = np.where(better, lengths[rows, best], lo)
+            # the longest feasible length of this round, and the shortest overshoot above it
+            best = np.where(inside, lengths, -1.0).argmax(1)
+            best_length = lengths[rows, best]
+            better = inside[rows, best] & (best_length > lo)
+            lo = np.where(better, best_length, lo)
             d_lo = np.where(better, divergences[rows, best], d_lo)
             g_lo = np.where(better, gains[rows, best], g_lo)
-            flat = torch.from_numpy(best + rows * k)
-            chosen = log_probs.flatten(0, 1).index_select(0, flat).reshape(-1)
-            mask = torch.from_numpy(better).repeat_interleave(rows_per_replica)
-            log_prob = torch.where(mask, chosen, log_prob)
-        above = over & (lengths > lo[:, None]) & (lengths < hi[:, None])
-        if above.any():
-            shortest = np.where(above, lengths, np.inf).argmin(1)
-            found = above[rows, shortest]
-            measured = divergences[rows, shortest]
-            hi = np.where(found, lengths[rows, shortest], hi)
-            d_hi = np.where(found, np.where(np.isfinite(measured), measured, np.inf), d_hi)
-        done = better & ((d_lo >= floor) | (lo >= max_t))
-        if done.any():
-            hit |= done
-            kept_lengths = np.where(done[:, None], lengths, kept_lengths)
-            kept_gains = np.where(done[:, None], gains, kept_gains)
-            kept_divergences = np.where(done[:, None], divergences, kept_divergences)
-            mask = torch.from_numpy(done).view(-1, 1, 1)
-            kept_log_probs = (torch.where(mask, log_probs, kept_log_probs)
-                              if kept_log_probs is not None
-                              else torch.where(mask, log_probs, torch.zeros_like(log_probs)))
-            searching &= ~done
-        if not searching.any():
-            break
-        t = _next_length(lo, d_lo, hi, d_hi, target, order, max_growth, max_t)
-        searching &= np.isfinite(t) & (t > 0)
-    if kept_log_probs is None:
-        kept_log_probs = torch.zeros(replicas, k, rows_per_replica,
-                                     dtype=problem.old_log_prob.dtype)
-    return RayPoint(lo, d_lo, g_lo, log_prob, rounds, hit, kept_lengths, kept_gains,
-                    kept_divergences, kept_log_probs, first_divergence)
+            lo_at = np.where(better, round_index * k + best, lo_at)
+            above = searching[:, None] & ~inside & (lengths > lo[:, None]) & (lengths < hi[:, None])
+            if above.any():
+                shortest = np.where(above, lengths, np.inf).argmin(1)
+                found = above[rows, shortest]
+                value = divergences[rows, shortest]
+                hi = np.where(found, lengths[rows, shortest], hi)
+                d_hi = np.where(found, np.where(np.isfinite(value), value, np.inf), d_hi)
+            done = better & ((d_lo >= floor) | (lo >= max_t))
+            if done.any():
+                hit |= done
+                hit_round = np.where(done, round_index, hit_round)
+                searching &= ~done
+                if not searching.any():
+                    break
+            t = _next_length(lo, d_lo, hi, d_hi, target, order, max_growth, max_t)
+            searching &= np.isfinite(t) & (t > 0)
+    return _ray_point(problem, k, measured, lo, d_lo, g_lo, lo_at, rounds, hit, hit_round,
+                      first_divergence)
+
+
+def _ray_point(problem: AgentProblem, k: int,
+               measured: list[tuple[np.ndarray, np.ndarray, np.ndarray, Tensor]],
+               lo: np.ndarray, d_lo: np.ndarray, g_lo: np.ndarray, lo_at: np.ndarray,
+               rounds: np.ndarray, hit: np.ndarray, hit_round: np.ndarray,
+               first_divergence: np.ndarray) -> RayPoint:
+    """The ``RayPoint`` of a finished search: the log-probabilities at ``lo`` and the round
+    each replica hit in, picked from the rounds ``measured`` (``[R, K]`` lengths, gains and
+    divergences and ``[R, K, B]`` log-probabilities per round)."""
+    replicas, b = problem.replicas, problem.batch_size
+    rows = np.arange(replicas)
+    log_prob = problem.old_log_prob
+    known = lo_at >= 0
+    if known.any():  # then some round was measured
+        all_log_probs = (measured[0][3] if len(measured) == 1
+                         else torch.cat([m[3] for m in measured], 1))  # [R, rounds * K, B]
+        flat = torch.from_numpy(np.where(known, lo_at, 0) + rows * all_log_probs.shape[1])
+        picked = all_log_probs.flatten(0, 1).index_select(0, flat).reshape(-1)
+        log_prob = picked if known.all() else torch.where(
+            torch.from_numpy(known).repeat_interleave(b), picked, log_prob)
+    if not hit.any():
+        return RayPoint(lo, d_lo, g_lo, log_prob, rounds, hit, np.full((replicas, k), np.nan),
+                        np.zeros((replicas, k)), np.zeros((replicas, k)),
+                        torch.zeros(replicas, k, b, dtype=problem.old_log_prob.dtype),
+                        first_divergence)
+    if len(measured) == 1:
+        lengths, gains, divergences, log_probs = measured[0]
+    else:
+        lengths, gains, divergences = (np.stack([m[j] for m in measured])[hit_round, rows]
+                                       for j in range(3))
+        log_probs = torch.stack([m[3] for m in measured], 1)[torch.from_numpy(rows),
+                                                             torch.from_numpy(hit_round)]
+    if not hit.all():
+        column = hit[:, None]
+        lengths = np.where(column, lengths, np.nan)
+        gains, divergences = np.where(column, gains, 0.0), np.where(column, divergences, 0.0)
+        log_probs = torch.where(torch.from_numpy(hit).view(-1, 1, 1), log_probs,
+                                torch.zeros_like(log_probs))
+    return RayPoint(lo, d_lo, g_lo, log_prob, rounds, hit, lengths, gains, divergences,
+                    log_probs, first_divergence)

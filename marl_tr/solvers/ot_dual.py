@@ -278,6 +278,7 @@ def _validate(
             where = f" (replica {int(np.argmax(off))})" if batched else ""
             raise ValueError(f"weights must sum to 1 (within {within:g}), got sum "
                              f"{float(sums[np.argmax(off)])!r}{where}")
+    _lambda_ceiling(A, C)  # refuses values and costs whose scales overflow
     return A, C, d, w, rtol
 
 
@@ -329,9 +330,31 @@ class _Problem:
         return per_row.max(axis=-1)
 
 
+def _lambda_ceiling(A: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Per replica (``[R]``; a number for ``[B, K]``), a lambda above every breakpoint:
+    ``2 (max A - min A) / min{c > 0}`` (every map is the zero-cost one above
+    ``span / smallest move``). ``ValueError`` where it overflows float64 (then no search
+    could resolve lambda*)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        span = A.max(axis=(-2, -1)) - A.min(axis=(-2, -1))
+        smallest_move = np.where(C > 0, C, np.inf).min(axis=(-2, -1))
+        ceiling = 2.0 * span / smallest_move
+    bad = ~np.isfinite(np.atleast_1d(ceiling))
+    if bad.any():
+        r = int(np.argmax(bad))
+        where = f" (replica {r})" if np.ndim(ceiling) else ""
+        raise ValueError(
+            f"values and costs are too far apart in scale for float64: values span "
+            f"{float(np.atleast_1d(span)[r])!r} while the smallest positive cost is "
+            f"{float(np.atleast_1d(smallest_move)[r])!r}{where} (their ratio bounds lambda* "
+            "and overflows); rescale values or costs")
+    return ceiling
+
+
 def _solve(A: np.ndarray, C: np.ndarray, delta: np.ndarray, w: np.ndarray,
            rtol: float) -> DualSolutions:
     """The lockstep solver on validated ``A, C [R, B, K]``, ``delta [R]``, ``w [R, B]``."""
+    ceiling = _lambda_ceiling(A, C)
     problem = _Problem(A, C, w, rtol)
     R, K = A.shape[0], A.shape[-1]
     zero = np.zeros(R)
@@ -348,9 +371,7 @@ def _solve(A: np.ndarray, C: np.ndarray, delta: np.ndarray, w: np.ndarray,
     # bracket (lo, hi] with h(lo) > delta >= h(hi); `current` is the closest map valid just
     # below hi and `current_cost` its cost (always <= delta)
     lo = zero.copy()
-    span = A.max(axis=(1, 2)) - A.min(axis=(1, 2))
-    smallest_move = np.where(C > 0, C, np.inf).min(axis=(1, 2))
-    hi = np.where(binding, 2.0 * span / smallest_move, 0.0)
+    hi = np.where(binding, ceiling, 0.0)
     current = problem.closest(hi)
     current_cost = problem.cost(current)
     active = binding.copy()

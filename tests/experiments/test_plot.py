@@ -56,3 +56,12 @@ def test_plot_of_a_missing_metric_lists_the_columns(runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "has no metric 'nope'; its columns: iteration, replica, seed, reward_mean" in err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_fmt_significant_keeps_small_values_readable():
+    from marl_tr.experiments.report import fmt_significant
+    assert fmt_significant(4.2e-05) == "4.2e-05"
+    assert fmt_significant(0.012345) == "0.0123"
+    assert fmt_significant(12.345) == "12.3"
+    assert fmt_significant(0.0) == "0"
+    assert fmt_significant(float("nan")) == "—" and fmt_significant(None) == "—"

@@ -306,6 +306,13 @@ BAD = [
     (_case(values=[[0.0, 1.0], [2.0]]), r"values must be a rectangular array"),
     (_case(values=torch.zeros(2, 3, dtype=torch.complex64)),
      r"values must hold real numbers, got a tensor of dtype torch\.complex64"),
+    # lambda* is bounded by span / smallest positive cost: out of float64's range, refused
+    (_case(values=[[0.0, 1e160]], costs=[[0.0, 1e-150]], delta=5e-151),
+     r"values and costs are too far apart in scale for float64: values span 1e\+160 while "
+     r"the smallest positive cost is 1e-150 .*rescale values or costs"),
+    (_case(values=[[0.0, 1.0]], costs=[[0.0, 1e-309]], delta=5e-310),
+     r"values span 1\.0 while the smallest positive cost is 1e-309"),
+    (_case(values=[[-1.7e308, 1.7e308]], costs=[[0.0, 1.0]]), r"values span inf while"),
 ]
 
 
@@ -337,6 +344,9 @@ BAD_BATCHED = [
      r"tie_rtol must be in \[0\.0, 0\.001\], got -1\.0"),
     ({"values": np.zeros((0, 2, 3)), "costs": np.zeros((0, 2, 3)), "delta": 0.5},
      r"values must be non-empty \[R, B, K\] .*, got shape \(0, 2, 3\)"),
+    ({"values": [[[0.0, 1.0]], [[0.0, 1.0]]], "costs": [[[0.0, 1.0]], [[0.0, 1e-320]]],
+      "delta": 1e-321}, r"values span 1\.0 while the smallest positive cost is 1e-320 "
+     r"\(replica 1\)"),
 ]
 
 
