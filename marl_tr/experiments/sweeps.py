@@ -37,6 +37,7 @@ import itertools
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import time
@@ -338,7 +339,8 @@ def _baseline_profile(cell: Cell) -> _Profile:
         env.close()
     except ValueError as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        raise ValueError(f"bad sweep cell [{cell.label()}]: {message}") from None
+        raise ValueError(f"bad sweep cell [{cell.label()}]: {message}"
+                         f"{_joined_assignments_hint(cell)}") from None
     iterations = int(cell.overrides.get("iterations", TrainConfig().iterations))
     return _Profile(n_agents=n_agents, iterations=iterations, batch_size=config.batch_size,
                     factor=BASELINE_FACTOR, batchable=False)
@@ -549,6 +551,20 @@ def _prepare(
     return cells, profiles
 
 
+_JOINED_ASSIGNMENT = re.compile(r",\s*[A-Za-z_]\w*=")
+
+
+def _joined_assignments_hint(cell: Cell) -> str:
+    """For a refused cell, a hint where a value reads like several ``KEY=VALUE`` pairs
+    (``--set iterations=2,batch_size=1`` is one key with the value ``'2,batch_size=1'``)."""
+    joined = [f"{key}={value}" for key, value in {**cell.env_kwargs, **cell.overrides}.items()
+              if isinstance(value, str) and _JOINED_ASSIGNMENT.search(value)]
+    if not joined:
+        return ""
+    return (f" ({joined[0]!r} is one key with one value: give each key its own --set or "
+            "--grid, e.g. --set iterations=2 --set batch_size=1)")
+
+
 def _validate(cells: list[Cell], env: str, fields: set[str], replicas: bool
               ) -> dict[str, _Profile]:
     from marl_tr.api import train
@@ -572,7 +588,8 @@ def _validate(cells: list[Cell], env: str, fields: set[str], replicas: bool
                 f" Grid keys are TrainConfig fields ({', '.join(sorted(fields))}) or keywords "
                 f"of env {env!r} (here {extra} were passed to the env)." if extra else ""
             )
-            raise ValueError(f"bad sweep cell [{cell.label()}]: {message}.{hint}") from None
+            raise ValueError(f"bad sweep cell [{cell.label()}]: {message}.{hint}"
+                             f"{_joined_assignments_hint(cell)}") from None
         batchable = True
         if replicas:  # e.g. agents with different spaces and a random order cannot
             try:

@@ -48,6 +48,7 @@ from marl_tr.training.env_adapters import NonFiniteRewardError
 from marl_tr.training.radius_context import LoopRadiusContext
 from marl_tr.training.rollout import Batch, Collector
 from marl_tr.training.setup import RunParts
+from marl_tr.training.stuck import StuckAgents
 from marl_tr.training.values import ValueFunction
 
 __all__ = ["EVAL_COLUMNS", "SeededRestartWarning", "SequentialTrustRegion", "TrainingError",
@@ -156,6 +157,7 @@ class SequentialTrustRegion:
         self.collector.reset(env_seeds if self.replicas > 1 else env_seeds[0])
         self._slot: Policy | None = None
         self._rows = np.arange(self.replicas)
+        self.stuck = StuckAgents(self.replicas, self.n_agents, self.solver.spec())
         # no part of this run differentiates by autograd: skip its bookkeeping entirely
         self.autograd_free = (
             all(p.autograd_free for p in self.policies) and self.values.autograd_free
@@ -350,6 +352,7 @@ class SequentialTrustRegion:
                                                         action_values=action_values)
             for member in members:
                 targets = (rows, agents) if len(members) == 1 else (rows, member)
+                self.stuck.record(*targets, result.reasons)
                 record["moved"][targets] = result.moved
                 record["divergence"][targets] = result.divergence
                 record["improvement"][targets] = result.improvement
@@ -377,6 +380,7 @@ class SequentialTrustRegion:
             for r, row in enumerate(metrics):
                 for key in EVAL_COLUMNS:
                     row[key] = values[key][r] if evaluated else math.nan
+        self.stuck.end_iteration(self.iteration)
         self.iteration += 1
         return metrics
 
@@ -466,6 +470,7 @@ class SequentialTrustRegion:
         state; otherwise the episodes under way restart from seeded resets
         (``restart_seeds``), with a ``SeededRestartWarning`` (``resumed_exactly`` says which)."""
         self.iteration = int(state["iteration"])
+        self.stuck.done = True  # watches fresh runs only
         for policy, policy_state in zip(self.policies, state["policies"]):
             policy.load_state_dict(policy_state)
         self.critic.load_state_dict(state["critic"])

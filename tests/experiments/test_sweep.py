@@ -212,6 +212,11 @@ def test_cli_sweep_runs_and_resumes(tmp_path, capsys):
     (["reproduce", "table3", "--presets", "wmatrpo", "--iterations", "2"],
      "unknown preset\\(s\\) \\['wmatrpo'\\] here; choose from hatrpo"),
     (["reproduce", "figure1", "--env-kwargs", "n=3", "--iterations", "2"], "n=3"),
+    # several keys joined into one --set: the message names the value and the fix
+    (["sweep", "--presets", "hatrpo", "--set", "iterations=2,batch_size=1"],
+     r"iterations must be an integer, got '2,batch_size=1'\. \('iterations=2,batch_size=1' "
+     r"is one key with one value: give each key its own --set or --grid, e\.g\. "
+     r"--set iterations=2 --set batch_size=1\)"),
 ])
 def test_cli_refuses_bad_input(tmp_path, capsys, argv, match):
     assert main([*argv, "--out", str(tmp_path / "x")]) == 2
