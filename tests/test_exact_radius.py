@@ -115,6 +115,21 @@ def test_max_t_keeps_a_step_that_is_inside_and_shrinks_one_that_is_not():
     assert 0.05 * (1 - 1e-3) <= shrunk.divergence[0] <= 0.05
 
 
+@pytest.mark.parametrize("over", [1e-5, 3e-4])
+def test_a_step_a_hair_above_the_radius_is_shrunk_by_one_secant(over):
+    """A projected step a rounding error above the radius (the exact dual's usual case) is
+    brought into the band by one secant step: the proposal just inside the bracket's end is
+    kept, not traded for a bisection from far below (which took up to 7 rounds)."""
+    radius = 0.05
+    problem = gaussian_problem(radius, divergence="w1")
+    ray = mean_only(problem.surrogate_gradient())  # W1 is linear in t along it
+    direction = ray * (radius * (1 + over) / measured(problem, ray, 1.0))
+    point = radius_step(problem, direction, np.ones(1), max_t=1.0)
+    assert point.first_divergence[0] > radius
+    assert point.hit[0] and point.rounds[0] == 2
+    assert radius * (1 - 1e-3) <= point.divergence[0] <= radius
+
+
 # ---------------------------------------------------------------------------------------
 # the solver's step
 # ---------------------------------------------------------------------------------------

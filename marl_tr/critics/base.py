@@ -49,20 +49,38 @@ class JointActionEncoder:
                 low = np.asarray(space.low, dtype=np.float64)
                 high = np.asarray(space.high, dtype=np.float64)
                 self.parts.append(("box", (low, high, np.isfinite(low) & np.isfinite(high))))
-        self.size = sum(info if kind == "discrete" else len(info[0]) for kind, info in self.parts)
+        self.size = sum(self.width(i) for i in range(len(self.parts)))
+        self._constants: dict[tuple[int, torch.dtype], tuple[Tensor, ...]] = {}
 
     def encode_agent(self, agent: int, actions: Tensor) -> Tensor:
         """Agent ``agent``'s actions ``[..., d]`` (Box) or ``[...]`` (Discrete) -> features."""
         kind, info = self.parts[agent]
         if kind == "discrete":
             return torch.nn.functional.one_hot(actions.long(), info).to(torch.get_default_dtype())
-        low, high, finite = info
-        lo = torch.as_tensor(np.where(finite, low, -np.inf), dtype=actions.dtype)
-        hi = torch.as_tensor(np.where(finite, high, np.inf), dtype=actions.dtype)
+        lo, hi, centre, half = self._box_constants(agent, actions.dtype)
         clipped = torch.maximum(torch.minimum(actions, hi), lo)
-        centre = torch.as_tensor(np.where(finite, 0.5 * (low + high), 0.0), dtype=actions.dtype)
-        half = torch.as_tensor(np.where(finite, 0.5 * (high - low), 1.0), dtype=actions.dtype)
         return (clipped - centre) / half
+
+    def _box_constants(self, agent: int, dtype: torch.dtype) -> tuple[Tensor, ...]:
+        """``(lo, hi, centre, half)`` of Box agent ``agent`` in ``dtype`` (made once)."""
+        key = (agent, dtype)
+        if key not in self._constants:
+            low, high, finite = self.parts[agent][1]
+            self._constants[key] = tuple(torch.as_tensor(x, dtype=dtype) for x in (
+                np.where(finite, low, -np.inf), np.where(finite, high, np.inf),
+                np.where(finite, 0.5 * (low + high), 0.0), np.where(finite, 0.5 * (high - low),
+                                                                   1.0)))
+        return self._constants[key]
+
+    def columns(self, agent: int) -> slice:
+        """Agent ``agent``'s feature columns in ``encode``'s output."""
+        start = sum(self.width(i) for i in range(agent))
+        return slice(start, start + self.width(agent))
+
+    def width(self, agent: int) -> int:
+        """Agent ``agent``'s number of features."""
+        kind, info = self.parts[agent]
+        return info if kind == "discrete" else len(info[0])
 
     def encode(self, joint: Sequence[Tensor]) -> Tensor:
         """Per-agent actions (leading shapes equal) -> ``[..., size]``."""
@@ -96,6 +114,29 @@ class ActionCritic(Plugin, ABC):
         -> ``[R*N]``."""
         raise NotImplementedError(f"critic {self.spec()!r} has no action values")
 
+    def batch_features(self, states: Tensor, joint: Sequence[Tensor]) -> Any:
+        """What ``candidate_q`` needs of a batch (rows ``[R*B]``), made once per iteration:
+        by default the states and the per-agent actions themselves."""
+        return states, list(joint)
+
+    def candidate_q(self, features: Any, agents: np.ndarray, candidates: Tensor) -> Tensor:
+        """``Q(s_b, a'_k, a_-i,b)`` at candidate actions ``[R*B, K, ...]`` of the agent
+        ``agents[r]`` that replica ``r`` updates, the others' batch actions held fixed
+        (``features`` from ``batch_features``) -> ``[R*B, K]``."""
+        states, joint = features
+        rows, k = candidates.shape[:2]
+        flat = candidates.reshape(rows * k, *candidates.shape[2:])
+        replica_of_row = torch.arange(rows * k) // (rows // len(agents) * k)
+        inputs = []
+        for agent, actions in enumerate(joint):
+            taken = actions.repeat_interleave(k, dim=0)
+            updated = torch.from_numpy(agents == agent)[replica_of_row]
+            if bool(updated.any()):
+                mask = updated.view(-1, *([1] * (taken.dim() - 1)))
+                taken = torch.where(mask, flat.to(taken.dtype), taken)
+            inputs.append(taken)
+        return self.q_values(states.repeat_interleave(k, dim=0), inputs).view(rows, k)
+
     def fit(self, batch: Any, value_critic: Any) -> list[float]:
         """Learn from a batch (after the agents' updates); the per-replica loss (NaN: none)."""
         return [float("nan")] * batch.replicas
@@ -128,37 +169,25 @@ class ActionValues:
         baseline: ``V(s)`` per sample ``[R*B]``.
         factor: eq. 15's teammate product per sample ``[R*B]`` (``None``: 1).
         action_space: the updated agent's action space (the same in every replica).
+        features: ``critic.batch_features(states, joint)`` when already made (the loop makes
+            them once per iteration for every position); ``None``: made here.
     """
 
     def __init__(self, critic: ActionCritic, states: Tensor, joint: Sequence[Tensor],
                  agents: np.ndarray, baseline: Tensor, factor: Tensor | None,
-                 action_space: spaces.Space) -> None:
+                 action_space: spaces.Space, features: Any = None) -> None:
         self.critic = critic
         self.action_space = action_space
-        self.states = states
-        self.joint = list(joint)
         self.agents = np.asarray(agents)
         self.baseline = baseline
         self.factor = factor
         self.replicas = len(self.agents)
         self.batch_size = states.shape[0] // self.replicas
+        self.features = critic.batch_features(states, joint) if features is None else features
 
     def __call__(self, candidates: Tensor) -> Tensor:
         """Candidate actions of the updated agent ``[R*B, K, ...]`` -> values ``[R*B, K]``."""
-        rows, k = candidates.shape[:2]
-        flat = candidates.reshape(rows * k, *candidates.shape[2:])
-        states = self.states.repeat_interleave(k, dim=0)
-        replica_of_row = torch.arange(rows * k) // (self.batch_size * k)
-        joint = []
-        for agent, actions in enumerate(self.joint):
-            taken = actions.repeat_interleave(k, dim=0)
-            updated = torch.from_numpy(self.agents == agent)[replica_of_row]
-            if not bool(updated.any()):
-                joint.append(taken)
-                continue
-            mask = updated.view(-1, *([1] * (taken.dim() - 1)))
-            joint.append(torch.where(mask, flat.to(taken.dtype), taken))
         with torch.no_grad():
-            q = self.critic.q_values(states, joint).view(rows, k)
+            q = self.critic.candidate_q(self.features, self.agents, candidates)
             advantage = q - self.baseline.unsqueeze(1)
             return advantage if self.factor is None else advantage * self.factor.unsqueeze(1)

@@ -41,7 +41,7 @@ from marl_tr.divergences import DIVERGENCES, Divergence
 from marl_tr.policies import CategoricalPolicy, GaussianPolicy
 from marl_tr.solvers.base import SOLVERS, AgentProblem, Solver, StepResult, gradient_status
 from marl_tr.solvers.line_search import radius_step
-from marl_tr.solvers.ot_dual import solve_duals
+from marl_tr.solvers.ot_dual import solve_duals_trusted
 from marl_tr.solvers.projection import (
     gaussian_std,
     gaussian_targets,
@@ -103,6 +103,7 @@ class OTDual(Solver):
         self.fit_lr = check_positive("fit_lr", fit_lr)
         self.rtol = check_in_range("rtol", rtol, 0.0, 1.0, low_open=True, high_open=True)
         self.max_rounds = check_int("max_rounds", max_rounds, minimum=1)
+        self._grids: dict[tuple[bytes, bytes, torch.dtype], Tensor] = {}
 
     def check_divergence(self, divergence: Divergence) -> None:
         if not divergence.has_ground_metric:
@@ -124,10 +125,7 @@ class OTDual(Solver):
         low, high = np.asarray(space.low, float), np.asarray(space.high, float)
         if self.grid and dim <= self.grid_dims and np.isfinite(low).all() and np.isfinite(
                 high).all():
-            axes = [torch.linspace(lo, hi, self.grid, dtype=actions.dtype)
-                    for lo, hi in zip(low, high)]
-            grid = torch.cartesian_prod(*axes).reshape(-1, dim)
-            parts.append(grid.unsqueeze(0).expand(rows, -1, -1))
+            parts.append(self._grid(low, high, actions.dtype).unsqueeze(0).expand(rows, -1, -1))
         if self.draws:
             if problem.generators is None:
                 raise ValueError("solver 'ot_dual' draws candidates: it needs the problem's "
@@ -139,6 +137,14 @@ class OTDual(Solver):
         costs = problem.divergence.ground_cost(actions, candidates)
         weights = torch.full((rows,), 1.0 / problem.batch_size, dtype=torch.float64)
         return candidates, values, costs, weights
+
+    def _grid(self, low: np.ndarray, high: np.ndarray, dtype: torch.dtype) -> Tensor:
+        """The ``grid ** d`` points ``[G, d]`` of the box ``[low, high]`` (made once per box)."""
+        key = (low.tobytes(), high.tobytes(), dtype)
+        if key not in self._grids:
+            axes = [torch.linspace(lo, hi, self.grid, dtype=dtype) for lo, hi in zip(low, high)]
+            self._grids[key] = torch.cartesian_prod(*axes).reshape(-1, len(low))
+        return self._grids[key]
 
     def _cem(self, problem: AgentProblem, lam: np.ndarray) -> Tensor:
         """The cross-entropy method's last elites ``[R*B, E, d]`` per sample, maximising
@@ -205,8 +211,9 @@ class OTDual(Solver):
                              torch.zeros_like(values))
         weights = weights.view(replicas, -1)
         weights = weights / weights.sum(1, keepdim=True)
-        solution = solve_duals(values, costs.double().view(replicas, -1, k), problem.radius,
-                               weights)
+        values, weights = values.numpy(), weights.numpy()
+        solution = solve_duals_trusted(values, costs.double().view(replicas, -1, k).numpy(),
+                                       problem.radius, weights)
         if self.refine == "cem" and not discrete:
             with torch.no_grad():
                 extra = self._cem(problem, solution.lam)
@@ -214,12 +221,12 @@ class OTDual(Solver):
                 candidates = torch.cat((candidates, extra), dim=1)
                 more = torch.where(torch.isfinite(more) & torch.from_numpy(finite).view(-1, 1, 1),
                                    more, torch.zeros_like(more))
-                values = torch.cat((values, more), dim=2)
+                values = np.concatenate((values, more.numpy()), axis=2)
                 costs = torch.cat((costs, problem.divergence.ground_cost(problem.actions, extra)),
                                   dim=1)
             k = values.shape[2]
-            solution = solve_duals(values, costs.double().view(replicas, -1, k),
-                                   problem.radius, weights)
+            solution = solve_duals_trusted(values, costs.double().view(replicas, -1, k).numpy(),
+                                           problem.radius, weights)
         if not finite.any():
             return problem.no_step(reasons)
         plan = torch.from_numpy(solution.plan).to(problem.old_params.dtype)

@@ -96,8 +96,15 @@ class RayPoint:
 
 def _next_length(lo: np.ndarray, d_lo: np.ndarray, hi: np.ndarray, d_hi: np.ndarray,
                  target: np.ndarray, order: float, max_growth: float,
-                 max_t: float) -> np.ndarray:
-    """The next trial length per replica from the bracket ``[lo, hi]`` and its values."""
+                 max_t: float, rtol: float) -> np.ndarray:
+    """The next trial length per replica from the bracket ``[lo, hi]`` and its values.
+
+    A proposal must lie inside the bracket by a margin of ``rtol / 10`` of its width, else the
+    bracket is bisected: the margin forces progress on a poor model, and is well below the
+    band's own width in ``t`` (about ``rtol t / order``), so that a proposal aimed at the band
+    just inside an end of the bracket (a first trial a rounding error above the radius) is
+    kept.
+    """
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         upper_known = np.isfinite(hi)
         lower_known = lo > 0
@@ -112,7 +119,8 @@ def _next_length(lo: np.ndarray, d_lo: np.ndarray, hi: np.ndarray, d_hi: np.ndar
         proposal = np.minimum(proposal, max_t)
         # strictly inside the bracket, away from its ends; else bisect it geometrically
         width = np.where(upper_known, hi - lo, np.inf)
-        inside = (proposal > lo + 1e-3 * width) & (proposal < hi - 1e-3 * width)
+        margin = 0.1 * rtol * width
+        inside = (proposal > lo + margin) & (proposal < hi - margin)
         middle = np.where(lower_known, np.sqrt(lo * hi), hi * 1e-3)
         usable = np.isfinite(proposal) & (proposal > 0)
         return np.where(upper_known & ~(inside & usable), middle,
@@ -213,7 +221,7 @@ def radius_step(
                 searching &= ~done
                 if not searching.any():
                     break
-            t = _next_length(lo, d_lo, hi, d_hi, target, order, max_growth, max_t)
+            t = _next_length(lo, d_lo, hi, d_hi, target, order, max_growth, max_t, rtol)
             searching &= np.isfinite(t) & (t > 0)
     return _ray_point(problem, k, measured, lo, d_lo, g_lo, lo_at, rounds, hit, hit_round,
                       first_divergence)

@@ -63,6 +63,7 @@ __all__ = [
     "DualSolutions",
     "solve_dual",
     "solve_duals",
+    "solve_duals_trusted",
 ]
 
 TIE_RTOL = 1e-12
@@ -351,23 +352,70 @@ def _lambda_ceiling(A: np.ndarray, C: np.ndarray) -> np.ndarray:
     return ceiling
 
 
+def solve_duals_trusted(A: np.ndarray, C: np.ndarray, delta: np.ndarray,
+                        w: np.ndarray) -> DualSolutions:
+    """:func:`solve_duals` for a caller that built the arrays itself (the solver ``ot_dual``):
+    float64 numpy ``A, C [R, B, K]``, ``delta [R]``, ``w [R, B]`` summing to 1 per replica,
+    ``A`` finite. Only the costs are checked (finite, ``>= 0``, a zero per row: they come from
+    a divergence's ground metric, which may be a plug-in); where they fail, the checked
+    :func:`solve_duals` names the fault."""
+    costs_ok = bool(np.isfinite(C).all()) and bool((C.min(axis=-1) == 0).all()) and C.min() >= 0
+    if not costs_ok:
+        return solve_duals(A, C, delta, w)
+    return _solve(A, C, delta, w, TIE_RTOL)
+
+
 def _solve(A: np.ndarray, C: np.ndarray, delta: np.ndarray, w: np.ndarray,
            rtol: float) -> DualSolutions:
     """The lockstep solver on validated ``A, C [R, B, K]``, ``delta [R]``, ``w [R, B]``."""
-    ceiling = _lambda_ceiling(A, C)
     problem = _Problem(A, C, w, rtol)
     R, K = A.shape[0], A.shape[-1]
     zero = np.zeros(R)
-    closest0, furthest0, _ = problem.maps(zero)
+    closest0, furthest0, top0 = problem.maps(zero)
     cost0 = problem.cost(closest0)
     binding = cost0 > delta
 
     # answers, filled in as replicas finish; the slack ones (lam* = 0) are final already
     lam_star = zero.copy()
     low, low_cost = closest0.copy(), cost0.copy()
-    high, high_cost = furthest0.copy(), problem.cost(furthest0)
+    high, high_cost = furthest0.copy(), cost0.copy()  # a slack replica's plan is `low` alone
     iterations = np.zeros(R, dtype=np.int64)
+    if binding.any():
+        _search(problem, delta, binding, lam_star, low, low_cost, high, high_cost, iterations)
+        top = problem.maps(lam_star, furthest=False)[2]
+    else:
+        top = top0
 
+    # the plan: (1 - t) closest + t furthest, t chosen so that the cost is delta (eq. 24)
+    spread = high_cost - low_cost
+    mixes = binding & (spread > 0)
+    t = np.where(mixes, np.clip((delta - low_cost) / np.where(mixes, spread, 1.0), 0.0, 1.0),
+                 0.0)
+    candidates = np.arange(K)
+    at_low = candidates == low[..., None]
+    at_high = candidates == high[..., None]
+    mass = w[..., None]
+    plan = np.where(
+        at_low & (low == high)[..., None], mass,
+        np.where(at_low, mass * (1.0 - t)[:, None, None], 0.0)
+        + np.where(at_high, mass * t[:, None, None], 0.0),
+    )
+    value = lam_star * delta + np.sum(w * top, axis=-1)
+    return DualSolutions(
+        lam=lam_star, value=value, objective=np.sum(plan * A, axis=(1, 2)), plan=plan,
+        cost=np.sum(plan * C, axis=(1, 2)), bound=lam_star * delta, t=t, binding=binding,
+        closest=low, furthest=high, iterations=iterations,
+    )
+
+
+def _search(problem: _Problem, delta: np.ndarray, binding: np.ndarray, lam_star: np.ndarray,
+            low: np.ndarray, low_cost: np.ndarray, high: np.ndarray, high_cost: np.ndarray,
+            iterations: np.ndarray) -> None:
+    """``lam*`` of the binding replicas, with the closest (``low``) and furthest (``high``)
+    maps there and their costs, written into the given arrays (their slack rows untouched)."""
+    R = binding.shape[0]
+    zero = np.zeros(R)
+    ceiling = _lambda_ceiling(problem.A, problem.C)
     # bracket (lo, hi] with h(lo) > delta >= h(hi); `current` is the closest map valid just
     # below hi and `current_cost` its cost (always <= delta)
     lo = zero.copy()
@@ -416,25 +464,3 @@ def _solve(A: np.ndarray, C: np.ndarray, delta: np.ndarray, w: np.ndarray,
     if active.any():  # pragma: no cover - the cap is far above what the bracket allows
         _, furthest, _ = problem.maps(hi)
         finish(active, hi, current, current_cost, furthest, problem.cost(furthest))
-
-    # the plan: (1 - t) closest + t furthest, t chosen so that the cost is delta (eq. 24)
-    spread = high_cost - low_cost
-    mixes = binding & (spread > 0)
-    t = np.where(mixes, np.clip((delta - low_cost) / np.where(mixes, spread, 1.0), 0.0, 1.0),
-                 0.0)
-    candidates = np.arange(K)
-    at_low = candidates == low[..., None]
-    at_high = candidates == high[..., None]
-    mass = w[..., None]
-    plan = np.where(
-        at_low & (low == high)[..., None], mass,
-        np.where(at_low, mass * (1.0 - t)[:, None, None], 0.0)
-        + np.where(at_high, mass * t[:, None, None], 0.0),
-    )
-    _, _, top = problem.maps(lam_star, furthest=False)
-    value = lam_star * delta + np.sum(w * top, axis=-1)
-    return DualSolutions(
-        lam=lam_star, value=value, objective=np.sum(plan * A, axis=(1, 2)), plan=plan,
-        cost=np.sum(plan * C, axis=(1, 2)), bound=lam_star * delta, t=t, binding=binding,
-        closest=low, furthest=high, iterations=iterations,
-    )

@@ -324,6 +324,8 @@ class SequentialTrustRegion:
         gather = bool((orders != orders[:1]).any())  # replicas update different agents
         team_params = (torch.stack([p.flat_parameters() for p in self.group_policies])
                        if gather else None)  # [G, R, P]
+        states = batch.states.reshape(-1, batch.states.shape[-1])
+        q_features = None
         for position in range(len(self.groups)):
             agents = orders[:, position]  # the group (agent) replica r updates here
             members = self.groups[int(agents[0])]
@@ -343,10 +345,11 @@ class SequentialTrustRegion:
                 position_radii = radii[:, list(members)].min(1)
             action_values = None
             if self.action_critic.action_values:
+                if q_features is None:  # made once: the teammates' batch actions are fixed
+                    q_features = self.action_critic.batch_features(states, batch.actions)
                 action_values = ActionValues(
-                    self.action_critic, batch.states.reshape(-1, batch.states.shape[-1]),
-                    batch.actions, agents, state_values, factor,
-                    self.env.action_spaces[int(agents[0])])
+                    self.action_critic, states, batch.actions, agents, state_values, factor,
+                    self.env.action_spaces[int(agents[0])], features=q_features)
             result, old_log_prob = self.update_position(agents, batch, weights,
                                                         position_radii, team_params,
                                                         action_values=action_values)

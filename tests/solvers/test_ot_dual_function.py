@@ -359,3 +359,29 @@ def test_bad_batched_input_is_refused_before_any_work(monkeypatch, arguments, me
     monkeypatch.setattr(ot_dual, "_solve", no_work)
     with pytest.raises(ValueError, match=message):
         solve_duals(**arguments)
+
+
+def test_trusted_entry_equals_the_checked_one_and_defers_bad_costs_to_it():
+    """``solve_duals_trusted`` (the solver's entry: arrays it built itself) gives the checked
+    solver's answer field for field, slack and binding replicas alike; costs a plug-in metric
+    got wrong still get the checked solver's one-line refusal."""
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        R, B, K = int(rng.integers(1, 4)), int(rng.integers(1, 9)), int(rng.integers(1, 8))
+        A = rng.normal(size=(R, B, K))
+        C = rng.exponential(size=(R, B, K))
+        C[..., 0] = 0.0
+        w = rng.dirichlet(np.ones(B), size=R)
+        delta = 10 ** rng.uniform(-2, 0.5, size=R)
+        checked = solve_duals(A, C, delta, w)
+        trusted = ot_dual.solve_duals_trusted(A, C, delta, w)
+        for field in ("lam", "value", "objective", "cost", "bound", "t", "binding",
+                      "iterations", "plan", "closest", "furthest"):
+            np.testing.assert_array_equal(getattr(trusted, field), getattr(checked, field),
+                                          err_msg=field)
+    A = np.zeros((1, 2, 3))
+    for bad, message in [(np.ones((1, 2, 3)), "zero-cost candidate"),
+                         (np.array([[[0.0, -1.0, 2.0], [0.0, 1.0, 1.0]]]), "finite and >= 0"),
+                         (np.array([[[0.0, np.nan, 2.0], [0.0, 1.0, 1.0]]]), "finite and >= 0")]:
+        with pytest.raises(ValueError, match=message):
+            ot_dual.solve_duals_trusted(A, bad, np.array([0.1]), np.full((1, 2), 0.5))

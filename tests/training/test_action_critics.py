@@ -169,3 +169,88 @@ def test_value_critic_is_unchanged_by_a_q_critic():
     parts = build_parts(marl_tr.TrainConfig(env_kwargs={"n": 2}, critic="q"))
     assert isinstance(parts.critic, Critic)
     parts.env.close()
+
+
+@pytest.mark.parametrize("agents", [[1, 1], [2, 2], [0, 2], [2, 0]])
+def test_learned_q_candidate_values_equal_the_generic_substitution(agents):
+    """The learned Q's one-pass candidate values (the batch's inputs made once, the updated
+    agent's columns replaced) equal, exactly, the generic path that rebuilds every joint
+    action and calls ``q_values``; also when replicas update different agents (of one action
+    space, as the loop gathers them), with a Discrete agent between them and candidates
+    outside the box (clipped)."""
+    from gymnasium import spaces
+
+    from marl_tr.critics import ActionCritic
+
+    action_spaces = [spaces.Box(0.0, 7.0, (2,)), spaces.Discrete(3),
+                     spaces.Box(-1.0, 1.0, (2,))]
+    env = type("Env", (), {"action_spaces": action_spaces, "state_dim": 2})()
+    critic = LearnedQ(hidden=(8, 4))
+    critic.reset(env, replicas=2, seed=3, gamma=0.9, value_critic=Critic(2, replicas=2))
+    g = torch.Generator().manual_seed(0)
+    rows = 2 * 5
+    states = torch.randn(rows, 2, generator=g)
+    joint = [7 * torch.rand(rows, 2, generator=g), torch.randint(3, (rows,), generator=g),
+             torch.rand(rows, 2, generator=g) * 2 - 1]
+    agents = np.array(agents)
+    if agents[0] == 1:
+        candidates = torch.randint(3, (rows, 3), generator=g)
+    else:
+        candidates = 5 * torch.randn(rows, 4, 2, generator=g)
+    fast = critic.candidate_q(critic.batch_features(states, joint), agents, candidates)
+    slow = ActionCritic.candidate_q(critic, ActionCritic.batch_features(critic, states, joint),
+                                    agents, candidates)
+    assert fast.shape == candidates.shape[:2]
+    torch.testing.assert_close(fast, slow, rtol=0, atol=0)
+    # and the generic path is Q at the joint action with the candidate in place, by hand
+    row, k = 7, 1
+    joint_here = [a[row:row + 1].clone() for a in joint]
+    joint_here[agents[1]] = candidates[row, k].unsqueeze(0).to(joint_here[agents[1]].dtype)
+    direct = critic._forward(states[row:row + 1].unsqueeze(0).expand(2, -1, -1),
+                             critic.encoder.encode(joint_here).unsqueeze(0).expand(2, -1, -1))
+    torch.testing.assert_close(fast[row, k], direct[1, 0], rtol=1e-6, atol=1e-7)
+
+
+def test_the_replay_buffer_keeps_the_newest_transitions_and_fits_a_large_batch():
+    """A batch larger than an explicit buffer leaves its last rows, in the ring's order as if
+    written one by one; the default buffer holds 3000 transitions, or one batch if larger
+    (a multi-step env's 4,000: it used to fail on the first fit)."""
+    env_parts = build_parts(marl_tr.TrainConfig(env_kwargs={"n": 2}, critic="q:buffer=50"))
+    critic = env_parts.action_critic
+    rewards = torch.arange(30, dtype=torch.float32)
+    actions = [torch.zeros(30, 1), torch.zeros(30, 1)]
+    critic._store(one_step_batch(actions, rewards, 1))  # rows 0..29 at 0..29
+    critic._store(one_step_batch(actions, rewards + 100, 1))  # 100..119 at 30..49, 120.. at 0..
+    stored = critic.data["rewards"][0]
+    assert critic.size == 50 and critic.position == 10
+    assert stored[:10].tolist() == [120.0 + i for i in range(10)]
+    assert stored[10:30].tolist() == [10.0 + i for i in range(20)]
+    assert stored[30:].tolist() == [100.0 + i for i in range(20)]
+    big = torch.arange(80, dtype=torch.float32)
+    critic._store(one_step_batch([torch.zeros(80, 1)] * 2, big, 1))  # 80 rows into 50
+    assert critic.size == 50 and critic.position == (10 + 80) % 50
+    stored = critic.data["rewards"][0]
+    assert sorted(stored.tolist()) == [30.0 + i for i in range(50)]  # the newest 50
+    assert stored[(10 + 80 - 1) % 50].item() == 79.0  # the last written where the ring says
+
+    default = build_parts(marl_tr.TrainConfig(env_kwargs={"n": 2}, critic="q")).action_critic
+    default._store(one_step_batch([torch.zeros(30, 1)] * 2, torch.zeros(30), 1))
+    assert default.capacity == 3000
+    large = build_parts(marl_tr.TrainConfig(env_kwargs={"n": 2}, critic="q")).action_critic
+    large._store(one_step_batch([torch.zeros(4000, 1)] * 2, torch.zeros(4000), 1))
+    assert large.capacity == 4000 and large.size == 4000
+    assert large.fit(one_step_batch([torch.zeros(4000, 1)] * 2, torch.zeros(4000), 1),
+                     env_parts.critic)
+
+
+def test_the_exact_dual_trains_on_a_multi_step_env():
+    """``wmatrpo-dual`` on MPE (4,000 transitions per iteration under the multi-step profile,
+    more than the Q critic's 3000-transition default) runs, every step within its radius."""
+    pytest.importorskip("mpe2")
+    result = marl_tr.train(preset="wmatrpo-dual", env="simple_spread",
+                           env_kwargs={"continuous_actions": True, "max_cycles": 10, "N": 2},
+                           iterations=2, num_envs=4, batch_size=3200, eval_interval=0)
+    rows = result.metrics
+    assert len(rows) == 2 and all(np.isfinite(row["q_loss"]) for row in rows)
+    ratios = [row[key] for row in rows for key in row if key.startswith("constraint_ratio_")]
+    assert ratios and max(ratios) <= 1.0 + 1e-9
