@@ -284,17 +284,19 @@ def _validate(
 
 
 # -- the solver ---------------------------------------------------------------------------
-def _gather(x: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """``x[r, b, index[r, b]]``: ``[R, B, K]`` and ``[R, B]`` -> ``[R, B]``."""
-    return np.take_along_axis(x, index[..., None], axis=-1)[..., 0]
-
-
 class _Problem:
     """``R`` problems' data and the per-``lam`` evaluations the solver needs."""
 
     def __init__(self, A: np.ndarray, C: np.ndarray, w: np.ndarray, rtol: float) -> None:
+        A, C = np.ascontiguousarray(A), np.ascontiguousarray(C)
         self.A, self.C, self.w, self.rtol = A, C, w, rtol
         self.absA = np.abs(A)
+        # row starts in the flattened [R, B, K] arrays: x[r, b, index[r, b]] is one take
+        self._starts = np.arange(A.shape[0] * A.shape[1]).reshape(A.shape[:2]) * A.shape[2]
+
+    def gather(self, x: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """``x[r, b, index[r, b]]``: ``[R, B, K]`` (C-contiguous) and ``[R, B]`` -> ``[R, B]``."""
+        return x.reshape(-1)[self._starts + index]
 
     def maps(
         self, lam: np.ndarray, furthest: bool = True,
@@ -304,9 +306,9 @@ class _Problem:
         scaled = lam[:, None, None] * self.C
         regularised = self.A - scaled
         best = np.argmax(regularised, axis=-1)
-        top = _gather(regularised, best)
-        slack = self.rtol * (self.absA + scaled + (_gather(self.absA, best)
-                                                   + _gather(scaled, best))[..., None])
+        top = self.gather(regularised, best)
+        slack = self.rtol * (self.absA + scaled + (self.gather(self.absA, best)
+                                                   + self.gather(scaled, best))[..., None])
         tied = regularised >= top[..., None] - slack
         closest = np.argmin(np.where(tied, self.C, np.inf), axis=-1)
         far = np.argmax(np.where(tied, self.C, -np.inf), axis=-1) if furthest else None
@@ -317,14 +319,14 @@ class _Problem:
 
     def cost(self, index: np.ndarray) -> np.ndarray:
         """``h = sum_b w_b c_b(index_b)`` per replica ``[R]``."""
-        return np.sum(self.w * _gather(self.C, index), axis=-1)
+        return np.sum(self.w * self.gather(self.C, index), axis=-1)
 
     def next_breakpoint(self, current: np.ndarray) -> np.ndarray:
         """The largest ``lam`` below which some row's map leaves ``current`` ``[R, B]`` for a
         costlier candidate: ``max_b max_{k: c_bk > c_cur} (A_bk - A_cur) / (c_bk - c_cur)``
         over rows with mass; ``-inf`` when there is none. ``[R]``."""
-        rise = self.C - _gather(self.C, current)[..., None]
-        gain = self.A - _gather(self.A, current)[..., None]
+        rise = self.C - self.gather(self.C, current)[..., None]
+        gain = self.A - self.gather(self.A, current)[..., None]
         costlier = rise > 0
         ratio = np.where(costlier, gain / np.where(costlier, rise, 1.0), -np.inf)
         per_row = np.where(self.w > 0, ratio.max(axis=-1), -np.inf)
