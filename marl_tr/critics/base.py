@@ -66,10 +66,11 @@ class JointActionEncoder:
         key = (agent, dtype)
         if key not in self._constants:
             low, high, finite = self.parts[agent][1]
+            with np.errstate(invalid="ignore"):  # inf - inf where a bound is infinite
+                centre, half = 0.5 * (low + high), 0.5 * (high - low)
             self._constants[key] = tuple(torch.as_tensor(x, dtype=dtype) for x in (
                 np.where(finite, low, -np.inf), np.where(finite, high, np.inf),
-                np.where(finite, 0.5 * (low + high), 0.0), np.where(finite, 0.5 * (high - low),
-                                                                   1.0)))
+                np.where(finite, centre, 0.0), np.where(finite, half, 1.0)))
         return self._constants[key]
 
     def columns(self, agent: int) -> slice:

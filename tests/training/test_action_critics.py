@@ -254,3 +254,16 @@ def test_the_exact_dual_trains_on_a_multi_step_env():
     assert len(rows) == 2 and all(np.isfinite(row["q_loss"]) for row in rows)
     ratios = [row[key] for row in rows for key in row if key.startswith("constraint_ratio_")]
     assert ratios and max(ratios) <= 1.0 + 1e-9
+
+
+def test_joint_action_encoder_passes_an_unbounded_dimension_through():
+    """A Box dimension without finite bounds is neither clipped nor scaled (and computing its
+    constants raises no RuntimeWarning, which this suite turns into an error)."""
+    from gymnasium import spaces
+
+    box = spaces.Box(np.array([-np.inf, 0.0], dtype=np.float32),
+                     np.array([np.inf, 2.0], dtype=np.float32))
+    encoder = JointActionEncoder([box, spaces.Discrete(2)])
+    encoded = encoder.encode([torch.tensor([[5.0, 2.0], [-40.0, 3.0]]), torch.tensor([1, 0])])
+    torch.testing.assert_close(encoded, torch.tensor([[5.0, 1.0, 0.0, 1.0],
+                                                      [-40.0, 1.0, 1.0, 0.0]]))
