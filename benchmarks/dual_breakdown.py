@@ -1,0 +1,98 @@
+"""Where an iteration of the exact W1 dual (``ot_dual``) spends its time, per part.
+
+Runs ``--preset`` (default ``wmatrpo-dual-caatr``) for ``--iterations`` iterations from the
+paper's start at each ``--agents`` n (batch 30, one thread) with a wall-clock timer around
+each part, and prints milliseconds per iteration:
+
+- ``Q fit``: the learned critic's fit (``LearnedQ.fit``; 0 with the oracle);
+- ``candidates + Q values``: the solver's candidate set and their values (``_continuous``),
+  of which ``Q values`` is the critic's evaluation (``ActionValues``);
+- ``solve``: the exact dual (``solve_duals_trusted``);
+- ``projection``: the pushed-forward policy fitted to the policy class;
+- ``shrink``: the measured radius search back into the ball (``radius_step``);
+- ``dual step``: the solver's whole step, all agents; ``iteration``: the loop's whole step.
+
+The timers add a little to every timed call, so the totals sit above
+``iteration_speed.py``'s figures (CPU time, best of several rounds); use this script for the
+shares, that one for the ratios to ``hatrpo``.
+
+    python benchmarks/dual_breakdown.py
+    python benchmarks/dual_breakdown.py --agents 9 --preset wmatrpo-dual-caatr:critic=oracle_q
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import time
+
+import torch
+
+import marl_tr
+from marl_tr.critics.base import ActionValues
+from marl_tr.critics.learned import LearnedQ
+from marl_tr.solvers import dual_step
+from marl_tr.training.loop import SequentialTrustRegion
+
+#: (label, owner, attribute): the parts timed, in the order printed.
+PARTS = (
+    ("Q fit", LearnedQ, "fit"),
+    ("candidates + Q values", dual_step.OTDual, "_continuous"),
+    ("  of which Q values", ActionValues, "__call__"),
+    ("solve", dual_step, "solve_duals_trusted"),
+    ("projection", dual_step.OTDual, "_project"),
+    ("shrink", dual_step, "radius_step"),
+    ("dual step", dual_step.OTDual, "step"),
+    ("iteration", SequentialTrustRegion, "_step"),
+)
+
+
+def timed(totals: dict[str, float], label: str, function):
+    """``function`` with its wall time added to ``totals[label]``."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            totals[label] += time.perf_counter() - start
+
+    return wrapper
+
+
+def breakdown(preset: str, n_agents: int, iterations: int) -> dict[str, float]:
+    """Milliseconds per iteration of each part over one run."""
+    totals: dict[str, float] = collections.defaultdict(float)
+    originals = []
+    for label, owner, name in PARTS:
+        original = getattr(owner, name)
+        originals.append((owner, name, original))
+        setattr(owner, name, timed(totals, label, original))
+    try:
+        marl_tr.train(marl_tr.TrainConfig(preset=preset, env_kwargs={"n": n_agents},
+                                           batch_size=30, iterations=iterations))
+    finally:
+        for owner, name, original in reversed(originals):
+            setattr(owner, name, original)
+    return {label: 1e3 * totals[label] / iterations for label, _, _ in PARTS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="wmatrpo-dual-caatr")
+    parser.add_argument("--agents", type=int, nargs="+", default=[3, 9])
+    parser.add_argument("--iterations", type=int, default=300)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    results = {n: breakdown(args.preset, n, args.iterations) for n in args.agents}
+    print(f"{args.preset}, batch 30, {args.iterations} iterations from the paper's start; "
+          "wall ms per iteration")
+    print(f"{'part':24s}" + "".join(f"{f'n={n}':>10s}" for n in args.agents))
+    for label, _, _ in PARTS:
+        print(f"{label:24s}" + "".join(f"{results[n][label]:10.3f}" for n in args.agents))
+
+
+if __name__ == "__main__":
+    main()
