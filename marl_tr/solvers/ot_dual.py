@@ -285,12 +285,22 @@ def _validate(
 
 # -- the solver ---------------------------------------------------------------------------
 class _Problem:
-    """``R`` problems' data and the per-``lam`` evaluations the solver needs."""
+    """``R`` problems' data and the per-``lam`` evaluations the solver needs.
+
+    The tie test of the module doc, ``S_bj - S_bk <= rtol (|A_bk| + lam c_bk + |A_bj| +
+    lam c_bj)`` for the row maximiser ``j``, is evaluated with the candidate's terms on one
+    side and the maximiser's on the other: ``A_bk + rtol |A_bk| - lam (1 - rtol) c_bk >=
+    S_bj - rtol (|A_bj| + lam c_bj)``, so that the per-candidate side is one fused pass over
+    arrays made once per problem.
+    """
 
     def __init__(self, A: np.ndarray, C: np.ndarray, w: np.ndarray, rtol: float) -> None:
         A, C = np.ascontiguousarray(A), np.ascontiguousarray(C)
         self.A, self.C, self.w, self.rtol = A, C, w, rtol
         self.absA = np.abs(A)
+        self._raised = A + rtol * self.absA  # the candidate's side of the tie test
+        self._scaled_costs = (1.0 - rtol) * C
+        self._massless = bool((w <= 0).any())
         # row starts in the flattened [R, B, K] arrays: x[r, b, index[r, b]] is one take
         self._starts = np.arange(A.shape[0] * A.shape[1]).reshape(A.shape[:2]) * A.shape[2]
 
@@ -298,39 +308,44 @@ class _Problem:
         """``x[r, b, index[r, b]]``: ``[R, B, K]`` (C-contiguous) and ``[R, B]`` -> ``[R, B]``."""
         return x.reshape(-1)[self._starts + index]
 
-    def maps(
-        self, lam: np.ndarray, furthest: bool = True,
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Closest and furthest (``None`` unless asked) maximiser maps ``[R, B]`` of
-        ``A - lam c`` and the row maxima ``[R, B]`` (eqs. 21-23, ties as in the module doc)."""
-        scaled = lam[:, None, None] * self.C
-        regularised = self.A - scaled
-        best = np.argmax(regularised, axis=-1)
-        top = self.gather(regularised, best)
-        slack = self.rtol * (self.absA + scaled + (self.gather(self.absA, best)
-                                                   + self.gather(scaled, best))[..., None])
-        tied = regularised >= top[..., None] - slack
-        closest = np.argmin(np.where(tied, self.C, np.inf), axis=-1)
-        far = np.argmax(np.where(tied, self.C, -np.inf), axis=-1) if furthest else None
-        return closest, far, top
+    def tied(self, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The maximisers of ``A - lam c`` (``[R, B, K]`` bool, ties as in the module doc)
+        and the row maxima ``[R, B]`` (eq. 21)."""
+        column = lam.reshape(-1, 1, 1)
+        regularised = self.A - column * self.C
+        flat = self._starts + regularised.argmax(-1)
+        top = regularised.reshape(-1)[flat]
+        bar = top - self.rtol * (self.absA.reshape(-1)[flat]
+                                 + lam[:, None] * self.C.reshape(-1)[flat])
+        return self._raised - column * self._scaled_costs >= bar[..., None], top
+
+    def closest_of(self, tied: np.ndarray) -> np.ndarray:
+        """The closest maximiser map ``[R, B]`` (eq. 22): the cheapest tied candidate."""
+        return np.where(tied, self.C, np.inf).argmin(-1)
+
+    def furthest_of(self, tied: np.ndarray) -> np.ndarray:
+        """The furthest maximiser map ``[R, B]`` (eq. 23): the costliest tied candidate."""
+        return np.where(tied, self.C, -np.inf).argmax(-1)
 
     def closest(self, lam: np.ndarray) -> np.ndarray:
-        return self.maps(lam, furthest=False)[0]
+        return self.closest_of(self.tied(lam)[0])
 
     def cost(self, index: np.ndarray) -> np.ndarray:
         """``h = sum_b w_b c_b(index_b)`` per replica ``[R]``."""
-        return np.sum(self.w * self.gather(self.C, index), axis=-1)
+        return (self.w * self.gather(self.C, index)).sum(-1)
 
     def next_breakpoint(self, current: np.ndarray) -> np.ndarray:
         """The largest ``lam`` below which some row's map leaves ``current`` ``[R, B]`` for a
         costlier candidate: ``max_b max_{k: c_bk > c_cur} (A_bk - A_cur) / (c_bk - c_cur)``
         over rows with mass; ``-inf`` when there is none. ``[R]``."""
-        rise = self.C - self.gather(self.C, current)[..., None]
-        gain = self.A - self.gather(self.A, current)[..., None]
+        flat = self._starts + current
+        rise = self.C - self.C.reshape(-1)[flat][..., None]
+        gain = self.A - self.A.reshape(-1)[flat][..., None]
         costlier = rise > 0
-        ratio = np.where(costlier, gain / np.where(costlier, rise, 1.0), -np.inf)
-        per_row = np.where(self.w > 0, ratio.max(axis=-1), -np.inf)
-        return per_row.max(axis=-1)
+        per_row = np.where(costlier, gain / np.where(costlier, rise, 1.0), -np.inf).max(-1)
+        if self._massless:
+            per_row = np.where(self.w > 0, per_row, -np.inf)
+        return per_row.max(-1)
 
 
 def _lambda_ceiling(A: np.ndarray, C: np.ndarray) -> np.ndarray:
@@ -371,38 +386,33 @@ def _solve(A: np.ndarray, C: np.ndarray, delta: np.ndarray, w: np.ndarray,
            rtol: float) -> DualSolutions:
     """The lockstep solver on validated ``A, C [R, B, K]``, ``delta [R]``, ``w [R, B]``."""
     problem = _Problem(A, C, w, rtol)
-    R, K = A.shape[0], A.shape[-1]
+    R = A.shape[0]
     zero = np.zeros(R)
-    closest0, furthest0, top0 = problem.maps(zero)
+    tied, top = problem.tied(zero)  # `top`: the row maxima at lam*, filled in by the search
+    closest0 = problem.closest_of(tied)
     cost0 = problem.cost(closest0)
     binding = cost0 > delta
 
     # answers, filled in as replicas finish; the slack ones (lam* = 0) are final already
     lam_star = zero.copy()
-    low, low_cost = closest0.copy(), cost0.copy()
-    high, high_cost = furthest0.copy(), cost0.copy()  # a slack replica's plan is `low` alone
+    low, low_cost = closest0, cost0.copy()
+    high, high_cost = problem.furthest_of(tied), cost0.copy()  # a slack plan is `low` alone
     iterations = np.zeros(R, dtype=np.int64)
     if binding.any():
-        _search(problem, delta, binding, lam_star, low, low_cost, high, high_cost, iterations)
-        top = problem.maps(lam_star, furthest=False)[2]
-    else:
-        top = top0
+        _search(problem, delta, binding, lam_star, low, low_cost, high, high_cost, top,
+                iterations)
 
     # the plan: (1 - t) closest + t furthest, t chosen so that the cost is delta (eq. 24)
     spread = high_cost - low_cost
     mixes = binding & (spread > 0)
     t = np.where(mixes, np.clip((delta - low_cost) / np.where(mixes, spread, 1.0), 0.0, 1.0),
                  0.0)
-    candidates = np.arange(K)
-    at_low = candidates == low[..., None]
-    at_high = candidates == high[..., None]
-    mass = w[..., None]
-    plan = np.where(
-        at_low & (low == high)[..., None], mass,
-        np.where(at_low, mass * (1.0 - t)[:, None, None], 0.0)
-        + np.where(at_high, mass * t[:, None, None], 0.0),
-    )
-    value = lam_star * delta + np.sum(w * top, axis=-1)
+    t_rows = np.where(low != high, t[:, None], 0.0)  # [R, B]; a row with one map keeps w_b
+    plan = np.zeros(A.shape)
+    entries = plan.reshape(-1)
+    entries[problem._starts + low] = w * (1.0 - t_rows)
+    entries[problem._starts + high] += w * t_rows
+    value = lam_star * delta + (w * top).sum(-1)
     return DualSolutions(
         lam=lam_star, value=value, objective=np.sum(plan * A, axis=(1, 2)), plan=plan,
         cost=np.sum(plan * C, axis=(1, 2)), bound=lam_star * delta, t=t, binding=binding,
@@ -412,22 +422,22 @@ def _solve(A: np.ndarray, C: np.ndarray, delta: np.ndarray, w: np.ndarray,
 
 def _search(problem: _Problem, delta: np.ndarray, binding: np.ndarray, lam_star: np.ndarray,
             low: np.ndarray, low_cost: np.ndarray, high: np.ndarray, high_cost: np.ndarray,
-            iterations: np.ndarray) -> None:
+            top: np.ndarray, iterations: np.ndarray) -> None:
     """``lam*`` of the binding replicas, with the closest (``low``) and furthest (``high``)
-    maps there and their costs, written into the given arrays (their slack rows untouched)."""
+    maps there, their costs and the row maxima (``top``), written into the given arrays
+    (their slack rows untouched)."""
     R = binding.shape[0]
-    zero = np.zeros(R)
     ceiling = _lambda_ceiling(problem.A, problem.C)
     # bracket (lo, hi] with h(lo) > delta >= h(hi); `current` is the closest map valid just
     # below hi and `current_cost` its cost (always <= delta)
-    lo = zero.copy()
+    lo = np.zeros(R)
     hi = np.where(binding, ceiling, 0.0)
     current = problem.closest(hi)
     current_cost = problem.cost(current)
     active = binding.copy()
 
     def finish(done: np.ndarray, lam: np.ndarray, closest: np.ndarray, closest_cost: np.ndarray,
-               furthest: np.ndarray, furthest_cost: np.ndarray) -> None:
+               furthest: np.ndarray, furthest_cost: np.ndarray, row_top: np.ndarray) -> None:
         # the closest map at lam costs <= current_cost <= delta in exact arithmetic; should
         # rounding say otherwise, keep `current` (a maximiser at lam too)
         ok = closest_cost <= delta
@@ -436,19 +446,23 @@ def _search(problem: _Problem, delta: np.ndarray, binding: np.ndarray, lam_star:
         low_cost[done] = np.where(ok, closest_cost, current_cost)[done]
         high[done] = furthest[done]
         high_cost[done] = furthest_cost[done]
+        top[done] = row_top[done]
 
     for step in range(1, MAX_ITERATIONS + 1):
-        if not active.any():
-            break
         iterations[active] = step
         # breakpoint step: the next breakpoint at or below hi; lam* if the furthest map there
         # reaches delta
         at = np.maximum(np.minimum(problem.next_breakpoint(current), hi), lo)
-        closest, furthest, _ = problem.maps(at)
-        closest_cost, furthest_cost = problem.cost(closest), problem.cost(furthest)
+        tied, row_top = problem.tied(at)
+        furthest = problem.furthest_of(tied)
+        furthest_cost = problem.cost(furthest)
         done = active & ((furthest_cost >= delta) | (at <= lo))
-        finish(done, at, closest, closest_cost, furthest, furthest_cost)
-        active &= ~done
+        if done.any():
+            closest = problem.closest_of(tied)
+            finish(done, at, closest, problem.cost(closest), furthest, furthest_cost, row_top)
+            active &= ~done
+            if not active.any():
+                return
         # otherwise lam* < at, and just below `at` the furthest map there is the closest one
         hi = np.where(active, at, hi)
         current = np.where(active[:, None], furthest, current)
@@ -464,5 +478,6 @@ def _search(problem: _Problem, delta: np.ndarray, binding: np.ndarray, lam_star:
         current = np.where(below[:, None], mid_map, current)
         current_cost = np.where(below, mid_cost, current_cost)
     if active.any():  # pragma: no cover - the cap is far above what the bracket allows
-        _, furthest, _ = problem.maps(hi)
-        finish(active, hi, current, current_cost, furthest, problem.cost(furthest))
+        tied, row_top = problem.tied(hi)
+        furthest = problem.furthest_of(tied)
+        finish(active, hi, current, current_cost, furthest, problem.cost(furthest), row_top)
