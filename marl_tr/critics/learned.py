@@ -81,6 +81,7 @@ class LearnedQ(ActionCritic):
               value_critic: torch.nn.Module) -> None:
         self.replicas, self.gamma = replicas, gamma
         self.encoder = JointActionEncoder(env.action_spaces)
+        self._columns: dict[int, slice] = {}  # agent -> its input columns (_input_columns)
         self.state_dim = env.state_dim
         sizes = (self.state_dim + self.encoder.size, *self.hidden, 1)
         self.net = replicated_mlp(replicas, sizes, self.activation,
@@ -122,18 +123,26 @@ class LearnedQ(ActionCritic):
         replicas, batch, _ = features.shape
         inputs = features.repeat_interleave(k, dim=1)  # [R, B*K, F]
         flat = candidates.reshape(replicas, batch * k, *candidates.shape[2:])
-        for agent in np.unique(agents):
-            cols = self.encoder.columns(int(agent))
-            cols = slice(self.state_dim + cols.start, self.state_dim + cols.stop)
-            encoded = self.encoder.encode_agent(int(agent), flat).to(
+        first = int(agents[0])
+        updated = (first,) if (agents == first).all() else np.unique(agents).tolist()
+        for agent in updated:
+            cols = self._input_columns(agent)
+            encoded = self.encoder.encode_agent(agent, flat).to(
                 torch.get_default_dtype()).to(features.dtype)
-            if (agents == agent).all():
+            if len(updated) == 1:
                 inputs[:, :, cols] = encoded
             else:
                 chosen = torch.from_numpy(agents == agent)
                 inputs[chosen, :, cols] = encoded[chosen]
         with torch.no_grad():
             return self.net(inputs).squeeze(-1).reshape(rows, k)
+
+    def _input_columns(self, agent: int) -> slice:
+        """Agent ``agent``'s columns in the network's input (after the state's)."""
+        if agent not in self._columns:
+            cols = self.encoder.columns(agent)
+            self._columns[agent] = slice(self.state_dim + cols.start, self.state_dim + cols.stop)
+        return self._columns[agent]
 
     # -- learning ----------------------------------------------------------------------------
     def _store(self, batch: Any) -> None:

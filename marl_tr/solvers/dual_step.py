@@ -207,8 +207,9 @@ class OTDual(Solver):
         reasons = [r or ("" if ok else "non-finite action values")
                    for r, ok in zip(reasons, finite)]
         finite &= signal
-        values = torch.where(torch.from_numpy(finite).view(-1, 1, 1), values,
-                             torch.zeros_like(values))
+        if not finite.all():
+            values = torch.where(torch.from_numpy(finite).view(-1, 1, 1), values,
+                                 torch.zeros_like(values))
         weights = weights.view(replicas, -1)
         weights = weights / weights.sum(1, keepdim=True)
         values, weights = values.numpy(), weights.numpy()
@@ -234,18 +235,21 @@ class OTDual(Solver):
             projected = self._project(problem, candidates, plan, discrete)
         direction = projected - problem.old_params
         # a plan of cost 0 keeps every sample where it is (no move is worth its cost)
-        moving = finite & (solution.cost > 0) & (direction.abs().amax(1) > 0).numpy()
-        moving &= torch.isfinite(direction).all(1).numpy()
+        # the largest move per replica: NaN where any entry is NaN, inf where any is infinite
+        size = direction.abs().amax(1).numpy()
+        moving = finite & (solution.cost > 0) & (size > 0) & np.isfinite(size)
         reasons = [r or ("" if ok else "identity plan") for r, ok in zip(reasons, moving)]
         info = {"lambda": solution.lam, "dual_value": solution.value,
                 "dual_bound": solution.bound, "plan_cost": solution.cost,
                 "projected_divergence": np.full(replicas, np.nan), "shrink": np.full(replicas,
                                                                                   np.nan)}
-        info = {key: np.where(finite, value, np.nan) for key, value in info.items()}
+        if not finite.all():
+            info = {key: np.where(finite, value, np.nan) for key, value in info.items()}
         if not moving.any():
             return problem.no_step(reasons, info)
-        direction = torch.where(torch.from_numpy(moving).unsqueeze(1), direction,
-                                torch.zeros_like(direction))
+        if not moving.all():
+            direction = torch.where(torch.from_numpy(moving).unsqueeze(1), direction,
+                                    torch.zeros_like(direction))
         point = radius_step(problem, direction, np.ones(replicas), active=moving,
                             rtol=self.rtol, max_rounds=self.max_rounds, max_t=1.0)
         moved = moving & (point.t > 0) & np.isfinite(point.gain)

@@ -19,6 +19,7 @@ proposed step back into the ball, and keeps it whole when it is inside already).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,10 +76,16 @@ class RayPoint:
         rounds: the batched evaluations the replica used.
         hit: whether ``D(t)`` reached the band ``[(1 - rtol) delta, delta]`` (or ``t == max_t``
             inside the ball).
-        lengths / gains / divergences ``[R, K]`` and log_probs ``[R, K, B]``: the round in
-            which a replica hit, all ``K`` lengths of it (``t`` is one of them); NaN lengths
-            where the replica did not hit.
         first_divergence: ``D`` at the first trial length ``[R]`` (NaN where not searched).
+        measured: every round's ``(lengths [R, K], gains [R, K], divergences [R, K],
+            log_probs [R, K, B])``.
+        hit_round: the round each replica hit in (0 where it did not).
+        width: ``K``, the lengths per round.
+
+    Properties ``lengths / gains / divergences [R, K]`` and ``log_probs [R, K, B]``: the
+    round in which a replica hit, all ``K`` lengths of it (``t`` is one of them); NaN lengths
+    (zero gains, divergences and log-probabilities) where the replica did not hit. Picked on
+    first use: a caller that needs only ``t`` and its values pays nothing for them.
     """
 
     t: np.ndarray
@@ -87,11 +94,50 @@ class RayPoint:
     log_prob: Tensor
     rounds: np.ndarray
     hit: np.ndarray
-    lengths: np.ndarray
-    gains: np.ndarray
-    divergences: np.ndarray
-    log_probs: Tensor
     first_divergence: np.ndarray
+    measured: list[tuple[np.ndarray, np.ndarray, np.ndarray, Tensor]]
+    hit_round: np.ndarray
+    width: int
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self._hit_round_values[0]
+
+    @property
+    def gains(self) -> np.ndarray:
+        return self._hit_round_values[1]
+
+    @property
+    def divergences(self) -> np.ndarray:
+        return self._hit_round_values[2]
+
+    @property
+    def log_probs(self) -> Tensor:
+        return self._hit_round_values[3]
+
+    @functools.cached_property
+    def _hit_round_values(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, Tensor]:
+        replicas, hit, measured = len(self.t), self.hit, self.measured
+        rows = np.arange(replicas)
+        if not hit.any():
+            k, b = self.width, self.log_prob.shape[0] // replicas
+            return (np.full((replicas, k), np.nan), np.zeros((replicas, k)),
+                    np.zeros((replicas, k)),
+                    torch.zeros(replicas, k, b, dtype=self.log_prob.dtype))
+        if len(measured) == 1:
+            lengths, gains, divergences, log_probs = measured[0]
+        else:
+            lengths, gains, divergences = (np.stack([m[j] for m in measured])[self.hit_round, rows]
+                                           for j in range(3))
+            log_probs = torch.stack([m[3] for m in measured], 1)[
+                torch.from_numpy(rows), torch.from_numpy(self.hit_round)]
+        if not hit.all():
+            column = hit[:, None]
+            lengths = np.where(column, lengths, np.nan)
+            gains, divergences = np.where(column, gains, 0.0), np.where(column, divergences, 0.0)
+            log_probs = torch.where(torch.from_numpy(hit).view(-1, 1, 1), log_probs,
+                                    torch.zeros_like(log_probs))
+        return lengths, gains, divergences, log_probs
 
 
 def _next_length(lo: np.ndarray, d_lo: np.ndarray, hi: np.ndarray, d_hi: np.ndarray,
@@ -232,10 +278,10 @@ def _ray_point(problem: AgentProblem, k: int,
                lo: np.ndarray, d_lo: np.ndarray, g_lo: np.ndarray, lo_at: np.ndarray,
                rounds: np.ndarray, hit: np.ndarray, hit_round: np.ndarray,
                first_divergence: np.ndarray) -> RayPoint:
-    """The ``RayPoint`` of a finished search: the log-probabilities at ``lo`` and the round
-    each replica hit in, picked from the rounds ``measured`` (``[R, K]`` lengths, gains and
-    divergences and ``[R, K, B]`` log-probabilities per round)."""
-    replicas, b = problem.replicas, problem.batch_size
+    """The ``RayPoint`` of a finished search: the log-probabilities at ``lo`` picked from the
+    rounds ``measured`` (``[R, K]`` lengths, gains and divergences and ``[R, K, B]``
+    log-probabilities per round)."""
+    replicas = problem.replicas
     rows = np.arange(replicas)
     log_prob = problem.old_log_prob
     known = lo_at >= 0
@@ -245,24 +291,6 @@ def _ray_point(problem: AgentProblem, k: int,
         flat = torch.from_numpy(np.where(known, lo_at, 0) + rows * all_log_probs.shape[1])
         picked = all_log_probs.flatten(0, 1).index_select(0, flat).reshape(-1)
         log_prob = picked if known.all() else torch.where(
-            torch.from_numpy(known).repeat_interleave(b), picked, log_prob)
-    if not hit.any():
-        return RayPoint(lo, d_lo, g_lo, log_prob, rounds, hit, np.full((replicas, k), np.nan),
-                        np.zeros((replicas, k)), np.zeros((replicas, k)),
-                        torch.zeros(replicas, k, b, dtype=problem.old_log_prob.dtype),
-                        first_divergence)
-    if len(measured) == 1:
-        lengths, gains, divergences, log_probs = measured[0]
-    else:
-        lengths, gains, divergences = (np.stack([m[j] for m in measured])[hit_round, rows]
-                                       for j in range(3))
-        log_probs = torch.stack([m[3] for m in measured], 1)[torch.from_numpy(rows),
-                                                             torch.from_numpy(hit_round)]
-    if not hit.all():
-        column = hit[:, None]
-        lengths = np.where(column, lengths, np.nan)
-        gains, divergences = np.where(column, gains, 0.0), np.where(column, divergences, 0.0)
-        log_probs = torch.where(torch.from_numpy(hit).view(-1, 1, 1), log_probs,
-                                torch.zeros_like(log_probs))
-    return RayPoint(lo, d_lo, g_lo, log_prob, rounds, hit, lengths, gains, divergences,
-                    log_probs, first_divergence)
+            torch.from_numpy(known).repeat_interleave(problem.batch_size), picked, log_prob)
+    return RayPoint(lo, d_lo, g_lo, log_prob, rounds, hit, first_divergence, measured,
+                    hit_round, k)
