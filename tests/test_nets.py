@@ -1,11 +1,13 @@
-"""Replicated networks: the written-out least-squares gradients against autograd."""
+"""Replicated networks: the written-out least-squares gradients against autograd, and the
+forward pass in kept buffers against the module's own."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-from marl_tr.nets import replicated_mlp, squared_error_gradients
+from marl_tr.nets import Workspace, forward_in_workspace, replicated_mlp, squared_error_gradients
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "elu"])
@@ -42,3 +44,51 @@ def test_squared_error_gradients_of_a_hand_worked_linear_fit():
                                              torch.tensor([[1.0, 1.0]]))
     assert loss.item() == pytest.approx(6.5)
     assert dw.item() == pytest.approx(8.0) and db.item() == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "elu"])
+@pytest.mark.parametrize("replicas", [1, 3])
+@pytest.mark.parametrize("sizes", [(5, 1), (5, 8, 1), (5, 8, 6, 1), (5, 8, 4)])
+def test_forward_in_workspace_equals_the_module_and_reuses_its_buffers(activation, replicas,
+                                                                       sizes):
+    """Bitwise ``net(x)`` over several calls with new inputs; the hidden layers' buffers keep
+    their storage from call to call; outputs are never a buffer (a later call leaves an
+    earlier output as it was); the input is not modified."""
+    net = replicated_mlp(replicas, sizes, activation,
+                         [torch.Generator().manual_seed(r) for r in range(replicas)])
+    workspace = Workspace()
+    data = torch.Generator().manual_seed(1)
+    outputs, storages = [], []
+    with torch.inference_mode():
+        for _ in range(3):
+            x = torch.randn(replicas, 13, sizes[0], generator=data)
+            kept = x.clone()
+            out = forward_in_workspace(net, x, workspace)
+            assert torch.equal(x, kept)
+            assert torch.equal(out, net(x))
+            outputs.append((out, net(x)))
+            storages.append(sorted(b.untyped_storage().data_ptr()
+                                   for b in workspace._buffers.values()))
+        for out, reference in outputs:
+            assert torch.equal(out, reference)
+    assert storages[0] == storages[1] == storages[2]
+    assert len(storages[0]) == len(sizes) - 1  # hidden layers, or the product of a 1-output
+
+
+def test_a_workspace_buffer_is_remade_for_a_new_shape_or_dtype():
+    workspace = Workspace()
+    first = workspace.get("h", (2, 3), torch.float32)
+    assert workspace.get("h", (2, 3), torch.float32) is first
+    assert workspace.get("h", (2, 4), torch.float32).shape == (2, 4)
+    assert workspace.get("h", (2, 4), torch.float64).dtype == torch.float64
+
+
+def test_forward_in_workspace_leaves_an_input_an_activation_reads_first():
+    """A net that opens with an activation applies it to a new tensor, not to ``x``."""
+    net = nn.Sequential(nn.ReLU(), *replicated_mlp(1, (5, 4, 2), "tanh"), nn.Tanh())
+    x = torch.randn(1, 7, 5, generator=torch.Generator().manual_seed(0))
+    kept = x.clone()
+    with torch.inference_mode():
+        out = forward_in_workspace(net, x, Workspace())
+    assert torch.equal(x, kept)
+    assert torch.equal(out, net(x))

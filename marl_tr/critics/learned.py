@@ -23,7 +23,13 @@ import torch
 from torch import Tensor
 
 from marl_tr.critics.base import CRITICS, ActionCritic, JointActionEncoder
-from marl_tr.nets import ACTIVATIONS, replicated_mlp, squared_error_gradients
+from marl_tr.nets import (
+    ACTIVATIONS,
+    Workspace,
+    forward_in_workspace,
+    replicated_mlp,
+    squared_error_gradients,
+)
 from marl_tr.validation import check_choice, check_in_range, check_int, check_positive
 
 __all__ = ["DEFAULT_BUFFER", "LearnedQ"]
@@ -82,6 +88,7 @@ class LearnedQ(ActionCritic):
         self.replicas, self.gamma = replicas, gamma
         self.encoder = JointActionEncoder(env.action_spaces)
         self._columns: dict[int, slice] = {}  # agent -> its input columns (_input_columns)
+        self._workspace = Workspace()  # candidate_q's large tensors, kept between calls
         self.state_dim = env.state_dim
         sizes = (self.state_dim + self.encoder.size, *self.hidden, 1)
         self.net = replicated_mlp(replicas, sizes, self.activation,
@@ -120,8 +127,10 @@ class LearnedQ(ActionCritic):
         """The batch's inputs repeated per candidate, the updated agent's columns replaced by
         its encoded candidates: one forward pass for all ``[R*B, K]``."""
         rows, k = candidates.shape[:2]
-        replicas, batch, _ = features.shape
-        inputs = features.repeat_interleave(k, dim=1)  # [R, B*K, F]
+        replicas, batch, width = features.shape
+        # [R, B*K, F]: each sample's inputs once per candidate, in a kept buffer (Workspace)
+        inputs = self._workspace.get("inputs", (replicas, batch * k, width), features.dtype)
+        inputs.view(replicas, batch, k, width).copy_(features.unsqueeze(2))
         flat = candidates.reshape(replicas, batch * k, *candidates.shape[2:])
         first = int(agents[0])
         updated = (first,) if (agents == first).all() else np.unique(agents).tolist()
@@ -134,8 +143,7 @@ class LearnedQ(ActionCritic):
             else:
                 chosen = torch.from_numpy(agents == agent)
                 inputs[chosen, :, cols] = encoded[chosen]
-        with torch.no_grad():
-            return self.net(inputs).squeeze(-1).reshape(rows, k)
+        return forward_in_workspace(self.net, inputs, self._workspace).squeeze(-1).reshape(rows, k)
 
     def _input_columns(self, agent: int) -> slice:
         """Agent ``agent``'s columns in the network's input (after the state's)."""
