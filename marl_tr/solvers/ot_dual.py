@@ -304,6 +304,10 @@ class _Problem:
         # row starts in the flattened [R, B, K] arrays: x[r, b, index[r, b]] is one take
         self._starts = np.arange(A.shape[0] * A.shape[1]).reshape(A.shape[:2]) * A.shape[2]
 
+    def subset(self, replicas: np.ndarray) -> _Problem:
+        """The problem of the replicas ``replicas`` (indices) alone."""
+        return _Problem(self.A[replicas], self.C[replicas], self.w[replicas], self.rtol)
+
     def gather(self, x: np.ndarray, index: np.ndarray) -> np.ndarray:
         """``x[r, b, index[r, b]]``: ``[R, B, K]`` (C-contiguous) and ``[R, B]`` -> ``[R, B]``."""
         return x.reshape(-1)[self._starts + index]
@@ -425,31 +429,40 @@ def _search(problem: _Problem, delta: np.ndarray, binding: np.ndarray, lam_star:
             top: np.ndarray, iterations: np.ndarray) -> None:
     """``lam*`` of the binding replicas, with the closest (``low``) and furthest (``high``)
     maps there, their costs and the row maxima (``top``), written into the given arrays
-    (their slack rows untouched)."""
-    R = binding.shape[0]
+    (their slack rows untouched).
+
+    The search runs on the replicas still searching only: ``rows`` are their indices in the
+    given arrays, and once half of them have finished, the rest continue on a smaller copy
+    of the problem (every replica's arithmetic is its own, so its answer does not change).
+    """
+    rows = np.flatnonzero(binding)
+    if len(rows) < len(binding):
+        problem = problem.subset(rows)
+    delta = delta[rows]
     ceiling = _lambda_ceiling(problem.A, problem.C)
     # bracket (lo, hi] with h(lo) > delta >= h(hi); `current` is the closest map valid just
     # below hi and `current_cost` its cost (always <= delta)
-    lo = np.zeros(R)
-    hi = np.where(binding, ceiling, 0.0)
+    lo = np.zeros(len(rows))
+    hi = ceiling
     current = problem.closest(hi)
     current_cost = problem.cost(current)
-    active = binding.copy()
+    active = np.ones(len(rows), dtype=bool)
 
     def finish(done: np.ndarray, lam: np.ndarray, closest: np.ndarray, closest_cost: np.ndarray,
                furthest: np.ndarray, furthest_cost: np.ndarray, row_top: np.ndarray) -> None:
         # the closest map at lam costs <= current_cost <= delta in exact arithmetic; should
         # rounding say otherwise, keep `current` (a maximiser at lam too)
         ok = closest_cost <= delta
-        lam_star[done] = lam[done]
-        low[done] = np.where(ok[:, None], closest, current)[done]
-        low_cost[done] = np.where(ok, closest_cost, current_cost)[done]
-        high[done] = furthest[done]
-        high_cost[done] = furthest_cost[done]
-        top[done] = row_top[done]
+        into = rows[done]
+        lam_star[into] = lam[done]
+        low[into] = np.where(ok[:, None], closest, current)[done]
+        low_cost[into] = np.where(ok, closest_cost, current_cost)[done]
+        high[into] = furthest[done]
+        high_cost[into] = furthest_cost[done]
+        top[into] = row_top[done]
 
     for step in range(1, MAX_ITERATIONS + 1):
-        iterations[active] = step
+        iterations[rows[active]] = step
         # breakpoint step: the next breakpoint at or below hi; lam* if the furthest map there
         # reaches delta
         at = np.maximum(np.minimum(problem.next_breakpoint(current), hi), lo)
@@ -461,8 +474,16 @@ def _search(problem: _Problem, delta: np.ndarray, binding: np.ndarray, lam_star:
             closest = problem.closest_of(tied)
             finish(done, at, closest, problem.cost(closest), furthest, furthest_cost, row_top)
             active &= ~done
-            if not active.any():
+            searching = int(active.sum())
+            if not searching:
                 return
+            if 2 * searching <= len(active):  # go on with the searching replicas alone
+                keep = np.flatnonzero(active)
+                problem, rows, delta, active = problem.subset(keep), rows[keep], delta[keep], \
+                    active[keep]
+                lo, hi, at, furthest = lo[keep], hi[keep], at[keep], furthest[keep]
+                furthest_cost, current, current_cost = (furthest_cost[keep], current[keep],
+                                                        current_cost[keep])
         # otherwise lam* < at, and just below `at` the furthest map there is the closest one
         hi = np.where(active, at, hi)
         current = np.where(active[:, None], furthest, current)

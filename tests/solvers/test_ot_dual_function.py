@@ -233,6 +233,33 @@ def test_replicas_equal_separate_solves_exactly():
     np.testing.assert_array_equal(scalar.plan[2], together.plan[2])
 
 
+def test_replicas_that_finish_at_different_iterations_equal_separate_solves():
+    """Twelve replicas, slack and binding, finishing after different numbers of iterations
+    (the search goes on with the unfinished ones alone once half have finished), some with
+    massless samples: each replica's answer is its separate solve's, bit for bit."""
+    rng = np.random.default_rng(11)
+    R, B, K = 12, 20, 9
+    A = rng.normal(size=(R, B, K))
+    C = rng.exponential(size=(R, B, K))
+    C[..., 0] = 0.0
+    w = rng.dirichlet(np.ones(B), size=R)
+    w[3, :5] = 0.0
+    w[3] /= w[3].sum()
+    delta = np.geomspace(1e-4, 5.0, R)[rng.permutation(R)]
+    together = solve_duals(A, C, delta, w)
+    binding = together.binding
+    assert 2 <= (~binding).sum() and binding.sum() >= 8
+    assert len(set(together.iterations[binding])) >= 3  # they finish at different iterations
+    for r in range(R):
+        alone = solve_dual(A[r], C[r], delta[r], w[r])
+        for field in ("lam", "value", "objective", "cost", "bound", "t", "binding",
+                      "iterations"):
+            assert getattr(together, field)[r] == getattr(alone, field), (r, field)
+        for field in ("plan", "closest", "furthest"):
+            np.testing.assert_array_equal(getattr(together, field)[r], getattr(alone, field))
+        _check_against_lp(A[r], C[r], w[r], delta[r], alone)
+
+
 def test_torch_inputs_give_the_numpy_answer():
     rng = np.random.default_rng(9)
     B, K = 8, 6
