@@ -9,7 +9,7 @@ import marl_tr
 from marl_tr import PRESETS
 from marl_tr.config import TrainConfig
 from marl_tr.training.loop import SequentialTrustRegion
-from marl_tr.training.run_dir import read_metrics
+from marl_tr.training.run_dir import RunDirectoryWarning, read_metrics
 
 PRESET_NAMES = PRESETS.names()
 
@@ -75,7 +75,8 @@ def test_resume_after_a_crash_drops_rows_past_the_checkpoint(tmp_path, monkeypat
     assert len(read_metrics(tmp_path / "crashed" / "metrics.csv")) == 12
     monkeypatch.setattr(SequentialTrustRegion, "step", original)
 
-    resumed = marl_tr.train(resume=tmp_path / "crashed")
+    with pytest.warns(RunDirectoryWarning, match=r"dropped 2 row\(s\) past the checkpoint"):
+        resumed = marl_tr.train(resume=tmp_path / "crashed")
     whole = marl_tr.train(**kwargs, iterations=20, run_dir=str(tmp_path / "whole"))
     rows_equal(read_metrics(tmp_path / "crashed" / "metrics.csv"),
                read_metrics(tmp_path / "whole" / "metrics.csv"))
