@@ -16,8 +16,12 @@ The timers add a little to every timed call, so the totals sit above
 ``iteration_speed.py``'s figures (CPU time, best of several rounds); use this script for the
 shares, that one for the ratios to ``hatrpo``.
 
+With ``--replicas R`` the run steps ``R`` seeds together (as the experiment commands run
+them) and the figures are per seed (the run's time divided by ``R``).
+
     python benchmarks/dual_breakdown.py
     python benchmarks/dual_breakdown.py --agents 9 --preset wmatrpo-dual-caatr:critic=oracle_q
+    python benchmarks/dual_breakdown.py --replicas 10
 """
 
 from __future__ import annotations
@@ -62,8 +66,9 @@ def timed(totals: dict[str, float], label: str, function):
     return wrapper
 
 
-def breakdown(preset: str, n_agents: int, iterations: int) -> dict[str, float]:
-    """Milliseconds per iteration of each part over one run."""
+def breakdown(preset: str, n_agents: int, iterations: int,
+              replicas: int = 1) -> dict[str, float]:
+    """Milliseconds per iteration (and per seed) of each part over one run."""
     totals: dict[str, float] = collections.defaultdict(float)
     originals = []
     for label, owner, name in PARTS:
@@ -72,11 +77,12 @@ def breakdown(preset: str, n_agents: int, iterations: int) -> dict[str, float]:
         setattr(owner, name, timed(totals, label, original))
     try:
         marl_tr.train(marl_tr.TrainConfig(preset=preset, env_kwargs={"n": n_agents},
-                                           batch_size=30, iterations=iterations))
+                                           batch_size=30, iterations=iterations,
+                                           replicas=replicas))
     finally:
         for owner, name, original in reversed(originals):
             setattr(owner, name, original)
-    return {label: 1e3 * totals[label] / iterations for label, _, _ in PARTS}
+    return {label: 1e3 * totals[label] / iterations / replicas for label, _, _ in PARTS}
 
 
 def main() -> None:
@@ -84,11 +90,15 @@ def main() -> None:
     parser.add_argument("--preset", default="wmatrpo-dual-caatr")
     parser.add_argument("--agents", type=int, nargs="+", default=[3, 9])
     parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="seeds stepped together; figures per seed")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = {n: breakdown(args.preset, n, args.iterations) for n in args.agents}
-    print(f"{args.preset}, batch 30, {args.iterations} iterations from the paper's start; "
-          "wall ms per iteration")
+    results = {n: breakdown(args.preset, n, args.iterations, args.replicas)
+               for n in args.agents}
+    per_seed = f", {args.replicas} replicas, per seed" if args.replicas > 1 else ""
+    print(f"{args.preset}, batch 30, {args.iterations} iterations from the paper's start"
+          f"{per_seed}; wall ms per iteration")
     print(f"{'part':24s}" + "".join(f"{f'n={n}':>10s}" for n in args.agents))
     for label, _, _ in PARTS:
         print(f"{label:24s}" + "".join(f"{results[n][label]:10.3f}" for n in args.agents))
