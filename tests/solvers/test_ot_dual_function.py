@@ -210,25 +210,33 @@ def test_massless_samples_get_empty_rows_and_default_weights_are_uniform():
     np.testing.assert_array_equal(uniform.plan, explicit.plan)
 
 
-def test_replicas_equal_separate_solves_exactly():
-    rng = np.random.default_rng(5)
-    R, B, K = 3, 12, 7
+def _random_replicas(seed: int, R: int, B: int, K: int):
+    """``R`` random problems ``A, C [R, B, K]`` (a zero-cost first candidate) and weights."""
+    rng = np.random.default_rng(seed)
     A = rng.normal(size=(R, B, K))
     C = rng.exponential(size=(R, B, K))
     C[..., 0] = 0.0
-    w = rng.dirichlet(np.ones(B), size=R)
+    return rng, A, C, rng.dirichlet(np.ones(B), size=R)
+
+
+def _assert_replica_equals_its_solve(together: DualSolutions, r: int,
+                                     alone: DualSolution) -> None:
+    """Replica ``r`` of a batched solve is the separate solve, bit for bit."""
+    for field in ("lam", "value", "objective", "cost", "bound", "t", "binding", "iterations"):
+        assert getattr(together, field)[r] == getattr(alone, field), (r, field)
+    for field in ("plan", "closest", "furthest"):
+        np.testing.assert_array_equal(getattr(together, field)[r], getattr(alone, field))
+
+
+def test_replicas_equal_separate_solves_exactly():
+    _, A, C, w = _random_replicas(5, R=3, B=12, K=7)
     delta = np.array([0.02, 50.0, 0.4])  # binding, slack, binding
     together = solve_duals(A, C, delta, w)
-    assert isinstance(together, DualSolutions) and len(together) == R
+    assert isinstance(together, DualSolutions) and len(together) == 3
     np.testing.assert_array_equal(together.binding, [True, False, True])
-    assert together.plan.shape == (R, B, K) and together.closest.shape == (R, B)
-    for r in range(R):
-        alone = solve_dual(A[r], C[r], delta[r], w[r])
-        for field in ("lam", "value", "objective", "cost", "bound", "t", "binding",
-                      "iterations"):
-            assert getattr(together, field)[r] == getattr(alone, field), field
-        for field in ("plan", "closest", "furthest"):
-            np.testing.assert_array_equal(getattr(together, field)[r], getattr(alone, field))
+    assert together.plan.shape == A.shape and together.closest.shape == A.shape[:2]
+    for r in range(3):
+        _assert_replica_equals_its_solve(together, r, solve_dual(A[r], C[r], delta[r], w[r]))
     scalar = solve_duals(A, C, 0.4, w)  # one scalar radius for every replica
     np.testing.assert_array_equal(scalar.plan[2], together.plan[2])
 
@@ -237,12 +245,8 @@ def test_replicas_that_finish_at_different_iterations_equal_separate_solves():
     """Twelve replicas, slack and binding, finishing after different numbers of iterations
     (the search goes on with the unfinished ones alone once half have finished), some with
     massless samples: each replica's answer is its separate solve's, bit for bit."""
-    rng = np.random.default_rng(11)
-    R, B, K = 12, 20, 9
-    A = rng.normal(size=(R, B, K))
-    C = rng.exponential(size=(R, B, K))
-    C[..., 0] = 0.0
-    w = rng.dirichlet(np.ones(B), size=R)
+    R = 12
+    rng, A, C, w = _random_replicas(11, R=R, B=20, K=9)
     w[3, :5] = 0.0
     w[3] /= w[3].sum()
     delta = np.geomspace(1e-4, 5.0, R)[rng.permutation(R)]
@@ -252,11 +256,7 @@ def test_replicas_that_finish_at_different_iterations_equal_separate_solves():
     assert len(set(together.iterations[binding])) >= 3  # they finish at different iterations
     for r in range(R):
         alone = solve_dual(A[r], C[r], delta[r], w[r])
-        for field in ("lam", "value", "objective", "cost", "bound", "t", "binding",
-                      "iterations"):
-            assert getattr(together, field)[r] == getattr(alone, field), (r, field)
-        for field in ("plan", "closest", "furthest"):
-            np.testing.assert_array_equal(getattr(together, field)[r], getattr(alone, field))
+        _assert_replica_equals_its_solve(together, r, alone)
         _check_against_lp(A[r], C[r], w[r], delta[r], alone)
 
 
