@@ -74,8 +74,14 @@ def check_probability(name: str, value: Any) -> float:
     return check_in_range(name, value, 0.0, 1.0)
 
 
-def check_int(name: str, value: Any, minimum: int | None = None) -> int:
-    """An integer (not a bool), optionally >= ``minimum``."""
+#: The largest integer an option may take (torch and numpy take 64-bit integers).
+INT_LIMIT = 2**63 - 1
+
+
+def check_int(name: str, value: Any, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """An integer (not a bool), optionally >= ``minimum`` and <= ``maximum`` (at most
+    :data:`INT_LIMIT` always)."""
     if isinstance(value, bool) or not isinstance(value, int):
         try:
             import numpy as np
@@ -88,6 +94,9 @@ def check_int(name: str, value: Any, minimum: int | None = None) -> int:
             raise ValueError(f"{name} must be an integer, got {value!r}") from None
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    top = INT_LIMIT if maximum is None else maximum
+    if value > top:
+        raise ValueError(f"{name} must be an integer <= {top}, got {value!r}")
     return int(value)
 
 

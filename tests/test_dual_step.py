@@ -213,6 +213,26 @@ def test_the_oracle_dual_is_a_best_response_to_the_near_peak():
     assert result.expected_reward() > 0.41
 
 
+def test_a_step_below_the_parameters_precision_is_no_move():
+    """A radius far below float32's resolution at the parameters: the shrunk step rounds away,
+    and the agent reports no move (as the other solvers do), with its parameters unchanged."""
+    result = marl_tr.train(preset="wmatrpo-dual:critic=oracle_q", env_kwargs={"n": 2},
+                           radius="fixed:delta=1e-12", iterations=3, seed=0)
+    assert all(row[f"moved_{i}"] == 0 for row in result.metrics for i in range(2))
+    assert all(row[f"divergence_{i}"] == 0 for row in result.metrics for i in range(2))
+    np.testing.assert_array_equal(result.final_means(), 1.5)
+
+
+def test_moves_that_the_ground_metric_prices_at_zero_are_taken():
+    """A categorical ground cost of zeros makes every move free: the plan costs 0 but moves
+    mass to better actions, and the agents take it (a zero-cost plan is not the identity)."""
+    result = marl_tr.train(preset="wmatrpo-dual:critic=oracle_q", env="ClimbingGame-v0",
+                           divergence="w1:cost=((0,0,0),(0,0,0),(0,0,0))", iterations=3, seed=0)
+    first = result.metrics[0]
+    assert first["plan_cost_0"] == 0.0 and first["dual_value_0"] > 1.0
+    assert first["moved_0"] == 1 and first["moved_1"] == 1
+
+
 def gaussian_problem_3d(solver_generator_seed=4, radius=0.1):
     """A 3-dimensional state-independent Gaussian (no grid: d > grid_dims) whose values peak
     at (1, -1, 0.5), far from its draws' reach."""
@@ -246,3 +266,18 @@ def test_refine_options_are_checked():
         SOLVERS.build("ot_dual:refine=ascent")
     with pytest.raises(ValueError, match="draws must be >= 2"):
         SOLVERS.build("ot_dual:refine=cem,draws=1")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("ot_dual:grid=1099511627776", r"grid must be an integer <= 65536, got 1099511627776"),
+    ("ot_dual:draws=1099511627776", r"draws must be an integer <= 4096, got 1099511627776"),
+    ("ot_dual:grid=99999999999999999999", r"grid must be an integer <= 65536"),
+    ("ot_dual:grid_dims=4", r"grid_dims must be an integer <= 3, got 4"),
+    ("ot_dual:grid=300", r"grid \*\* grid_dims \(the grid's candidates per sample\) must be "
+                         r"<= 65536, got 300 \*\* 2 = 90000"),
+])
+def test_candidate_set_sizes_are_bounded_when_built(spec, message):
+    """Sizes that would exhaust memory mid-run are refused when the solver is built."""
+    with pytest.raises(ValueError, match=message):
+        SOLVERS.build(spec)
+    assert SOLVERS.build("ot_dual:grid=256,draws=4096").grid == 256  # the limits themselves

@@ -51,10 +51,15 @@ from marl_tr.solvers.projection import (
 )
 from marl_tr.validation import check_choice, check_in_range, check_int, check_positive
 
-__all__ = ["REFINEMENTS", "OTDual"]
+__all__ = ["MAX_DRAWS", "MAX_GRID_POINTS", "REFINEMENTS", "OTDual"]
 
 #: Refinements of the continuous candidate set (the inner maximisation of eq. 5).
 REFINEMENTS = ("none", "cem")
+
+#: The most grid points per sample, and the most draws per sample: every candidate is one
+#: critic input per sample, so far larger sets exhaust memory rather than refine the step.
+MAX_GRID_POINTS = 65536
+MAX_DRAWS = 4096
 
 
 @SOLVERS.register("ot_dual", aliases=("dual",))
@@ -62,9 +67,11 @@ class OTDual(Solver):
     """The exact dual W1 step (Theorem 1, Corollary 1) with a critic's action values.
 
     Args:
-        grid: grid points per action dimension (continuous, bounded boxes, ``d <= grid_dims``).
-        grid_dims: the largest action dimension that gets a grid.
-        draws: candidate draws from the old policy per sample (continuous; default 8).
+        grid: grid points per action dimension (continuous, bounded boxes, ``d <= grid_dims``;
+            ``grid ** grid_dims <= MAX_GRID_POINTS``).
+        grid_dims: the largest action dimension that gets a grid (at most 3).
+        draws: candidate draws from the old policy per sample (continuous; default 8; at most
+            ``MAX_DRAWS``).
         refine: ``"none"``, or ``"cem"``: after a first solve, ``refine_steps`` rounds of the
             cross-entropy method per sample on ``A(s, a') - lambda c(a, a')`` at that solve's
             ``lambda`` (``draws`` samples per round from a Gaussian started at the old
@@ -88,9 +95,13 @@ class OTDual(Solver):
                  refine: str = "none", refine_steps: int = 3, shift: bool = True,
                  fit_steps: int = 50, fit_lr: float = 1e-2, rtol: float = 1e-3,
                  max_rounds: int = 30) -> None:
-        self.grid = check_int("grid", grid, minimum=0)
-        self.grid_dims = check_int("grid_dims", grid_dims, minimum=0)
-        self.draws = check_int("draws", draws, minimum=0)
+        self.grid = check_int("grid", grid, minimum=0, maximum=MAX_GRID_POINTS)
+        self.grid_dims = check_int("grid_dims", grid_dims, minimum=0, maximum=3)
+        if self.grid_dims and self.grid ** self.grid_dims > MAX_GRID_POINTS:
+            raise ValueError(f"grid ** grid_dims (the grid's candidates per sample) must be <= "
+                             f"{MAX_GRID_POINTS}, got {grid} ** {grid_dims} = "
+                             f"{self.grid ** self.grid_dims}")
+        self.draws = check_int("draws", draws, minimum=0, maximum=MAX_DRAWS)
         self.refine = check_choice("refine", refine, REFINEMENTS)
         self.refine_steps = check_int("refine_steps", refine_steps, minimum=1)
         if refine != "none" and draws < 2:
@@ -234,10 +245,14 @@ class OTDual(Solver):
         with torch.no_grad():
             projected = self._project(problem, candidates, plan, discrete)
         direction = projected - problem.old_params
-        # a plan of cost 0 keeps every sample where it is (no move is worth its cost)
+        # a plan of cost 0 keeps every sample where it is (no move is worth its cost), unless
+        # the ground metric prices moves between distinct actions at 0
+        moves = solution.cost > 0
+        if not (moves | ~finite).all():
+            moves = moves | self._moves_for_free(problem, candidates, solution.plan, discrete)
         # the largest move per replica: NaN where any entry is NaN, inf where any is infinite
         size = direction.abs().amax(1).numpy()
-        moving = finite & (solution.cost > 0) & (size > 0) & np.isfinite(size)
+        moving = finite & moves & (size > 0) & np.isfinite(size)
         reasons = [r or ("" if ok else "identity plan") for r, ok in zip(reasons, moving)]
         info = {"lambda": solution.lam, "dual_value": solution.value,
                 "dual_bound": solution.bound, "plan_cost": solution.cost,
@@ -252,14 +267,30 @@ class OTDual(Solver):
                                     torch.zeros_like(direction))
         point = radius_step(problem, direction, np.ones(replicas), active=moving,
                             rtol=self.rtol, max_rounds=self.max_rounds, max_t=1.0)
-        moved = moving & (point.t > 0) & np.isfinite(point.gain)
-        reasons = [r or ("" if ok else "no feasible shrink") for r, ok in zip(reasons, moved)]
+        shrunk = moving & (point.t > 0) & np.isfinite(point.gain)
+        reasons = [r or ("" if ok else "no feasible shrink") for r, ok in zip(reasons, shrunk)]
         info["projected_divergence"] = np.where(moving, point.first_divergence, np.nan)
-        info["shrink"] = np.where(moving, np.where(moved, point.t, 0.0), np.nan)
-        step = torch.from_numpy(np.where(moved, point.t, 0.0)).to(direction.dtype).unsqueeze(1)
+        info["shrink"] = np.where(moving, np.where(shrunk, point.t, 0.0), np.nan)
+        step = torch.from_numpy(np.where(shrunk, point.t, 0.0)).to(direction.dtype).unsqueeze(1)
         params = problem.old_params + step * direction
+        # a step below the parameters' precision leaves them as they were: no move
+        moved = shrunk & (params != problem.old_params).any(1).numpy()
+        reasons = [r or ("" if ok else "step below the parameters' precision")
+                   for r, ok in zip(reasons, moved)]
         return problem.finish(moved, params, point.divergence, point.gain, point.log_prob,
                               reasons, info=info)
+
+    @staticmethod
+    def _moves_for_free(problem: AgentProblem, candidates: Tensor, plan: np.ndarray,
+                        discrete: bool) -> np.ndarray:
+        """``[R]``: whether the plan ``[R, rows, K]`` puts mass on a candidate other than
+        its row's own action (at cost 0 where the plan costs 0)."""
+        replicas, _, k = plan.shape
+        if discrete:  # row (b, j) is action j
+            other = ~np.eye(k, dtype=bool)
+            return ((plan.reshape(replicas, -1, k, k) > 0) & other).any(axis=(1, 2, 3))
+        other = (candidates != problem.actions.unsqueeze(1)).any(-1).numpy()  # [R*B, K]
+        return ((plan > 0) & other.reshape(plan.shape)).any(axis=(1, 2))
 
     def _project(self, problem: AgentProblem, candidates: Tensor, plan: Tensor,
                  discrete: bool) -> Tensor:

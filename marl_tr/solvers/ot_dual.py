@@ -29,8 +29,11 @@ from ``hi = 2 (max A - min A) / min{c > 0}`` where every sample stays put. Each 
 for all replicas at once, takes one *breakpoint step* (from the closest map valid just below
 ``hi``, the next breakpoint is ``max_b max_{k: c_bk > c_cur} (A_bk - A_cur) / (c_bk - c_cur)``;
 if the furthest map there costs ``>= delta`` it is ``lam*``) and one bisection step on ``h``.
-The breakpoint steps make the answer exact; the bisection steps bound the iteration count
-by about ``log2`` of the number of breakpoints (plus a few), whatever their spacing.
+The breakpoint steps make the answer exact; the bisection steps bound the iteration count:
+by about ``log2`` of the number of breakpoints (plus a few) while ``lam*`` sits within a few
+dozen binades of the ceiling, and after :data:`ARITHMETIC_BISECTIONS` steps at the bracket's
+midpoint the bisection halves the float64 values inside the bracket instead, which ends the
+search within another 64 steps however widely the breakpoints spread.
 
 Ties. At a breakpoint the tied regularised values ``S_bk = A_bk - lam c_bk`` agree only to
 rounding, so candidate ``k`` ties with the row maximiser ``j`` when
@@ -56,6 +59,7 @@ import torch
 from marl_tr.validation import check_in_range
 
 __all__ = [
+    "ARITHMETIC_BISECTIONS",
     "MAX_ITERATIONS",
     "TIE_RTOL",
     "WEIGHT_SUM_RTOL",
@@ -75,7 +79,11 @@ machine epsilon of their input dtype (float32 weights carry rounding of about ``
 they are used as given, not renormalised."""
 
 MAX_ITERATIONS = 256
-"""Cap on the lockstep breakpoint + bisection iterations (in practice: a few dozen at most)."""
+"""Cap on the lockstep breakpoint + bisection iterations (in practice: a few dozen at most;
+bisecting bit patterns after :data:`ARITHMETIC_BISECTIONS` bounds them by about 130)."""
+
+ARITHMETIC_BISECTIONS = 64
+"""Bisection steps at the bracket's arithmetic midpoint; later ones halve the floats in it."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,7 +163,8 @@ def solve_dual(
         weights: sample masses ``w [B]``, finite, ``>= 0`` and summing to 1 (within
             :data:`WEIGHT_SUM_RTOL`, or ``B`` machine epsilons of their dtype if more; used
             as given, not renormalised); ``None`` for uniform ``1 / B``.
-        tie_rtol: the relative tie tolerance (module doc), in ``[0, 1e-3]``.
+        tie_rtol: the relative tie tolerance (module doc), in ``(0, 1e-3]``: ties at a
+            breakpoint agree only to rounding, so 0 would miss them.
 
     Returns:
         A :class:`DualSolution`.
@@ -179,7 +188,8 @@ def solve_duals(
         delta: radii ``[R]``, or one scalar for all replicas (finite, ``> 0``).
         weights: sample masses ``[R, B]`` (each replica's summing to 1, as in
             :func:`solve_dual`), or ``None``: uniform.
-        tie_rtol: the relative tie tolerance (module doc), in ``[0, 1e-3]``.
+        tie_rtol: the relative tie tolerance (module doc), in ``(0, 1e-3]``: ties at a
+            breakpoint agree only to rounding, so 0 would miss them.
 
     Returns:
         A :class:`DualSolutions`; replica ``r`` equals ``solve_dual`` on replica ``r``'s data.
@@ -211,9 +221,10 @@ def _as_float_array(name: str, x: Any) -> np.ndarray:
     try:
         array = np.asarray(x)
     except ValueError as exc:  # ragged nested sequences
-        raise ValueError(f"{name} must be a rectangular array of real numbers, got {x!r}") from exc
+        raise ValueError(f"{name} must be a rectangular array of real numbers, got a ragged "
+                         f"nested sequence") from exc
     if array.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype} ({x!r})")
+        raise ValueError(f"{name} must hold real numbers, got an array of dtype {array.dtype}")
     return np.array(array, dtype=np.float64, order="C")
 
 
@@ -229,7 +240,7 @@ def _validate(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """Check everything; return ``A, C`` (``[B, K]`` or ``[R, B, K]``), ``delta [R]``,
     ``w`` (``[B]`` or ``[R, B]``) and the tie tolerance."""
-    rtol = check_in_range("tie_rtol", tie_rtol, 0.0, 1e-3)
+    rtol = check_in_range("tie_rtol", tie_rtol, 0.0, 1e-3, low_open=True)
     ndim, axes = (3, "[R, B, K]") if batched else (2, "[B, K]")
     A = _as_float_array("values", values)
     C = _as_float_array("costs", costs)
@@ -424,6 +435,13 @@ def _solve(A: np.ndarray, C: np.ndarray, delta: np.ndarray, w: np.ndarray,
     )
 
 
+def _middle_float(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The float64 halfway between ``0 <= lo <= hi`` (finite) in bit pattern: the floats of
+    ``(lo, hi]`` are halved by each such bisection, whatever the binades they span."""
+    lo_bits, hi_bits = lo.view(np.int64), hi.view(np.int64)
+    return (lo_bits + (hi_bits - lo_bits) // 2).view(np.float64)
+
+
 def _search(problem: _Problem, delta: np.ndarray, binding: np.ndarray, lam_star: np.ndarray,
             low: np.ndarray, low_cost: np.ndarray, high: np.ndarray, high_cost: np.ndarray,
             top: np.ndarray, iterations: np.ndarray) -> None:
@@ -488,8 +506,9 @@ def _search(problem: _Problem, delta: np.ndarray, binding: np.ndarray, lam_star:
         hi = np.where(active, at, hi)
         current = np.where(active[:, None], furthest, current)
         current_cost = np.where(active, furthest_cost, current_cost)
-        # bisection step on h
-        mid = 0.5 * (lo + hi)
+        # bisection step on h: the bracket's midpoint, or its middle float once arithmetic
+        # halving has run long (lam* many binades below the ceiling)
+        mid = 0.5 * (lo + hi) if step <= ARITHMETIC_BISECTIONS else _middle_float(lo, hi)
         mid_map = problem.closest(mid)
         mid_cost = problem.cost(mid_map)
         above = mid_cost > delta

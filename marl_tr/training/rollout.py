@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from marl_tr.policies import Policy
-from marl_tr.training.env_adapters import EnvStep, MultiAgentVecEnv
+from marl_tr.training.env_adapters import EnvStep, MultiAgentVecEnv, NonFiniteRewardError
 
 __all__ = ["Batch", "Collector", "with_agent_ids"]
 
@@ -178,6 +178,17 @@ class Collector:
         grouped = stacked.reshape(len(steps), self.replicas, self.copies, *stacked.shape[2:])
         return torch.as_tensor(np.ascontiguousarray(grouped.swapaxes(0, 1)), dtype=dtype)
 
+    def _check_representable(self, steps: list[np.ndarray]) -> None:
+        """``NonFiniteRewardError`` for a finite reward that the training dtype cannot hold
+        (the env checked its rewards for NaN and inf, in their own precision)."""
+        largest = torch.finfo(self.dtype).max
+        biggest = max(float(np.abs(step).max()) for step in steps)
+        if biggest > largest:
+            raise NonFiniteRewardError(
+                f"the environment returned a reward of magnitude {biggest:.3g}, beyond the "
+                f"training dtype's range ({str(self.dtype).removeprefix('torch.')}: up to "
+                f"{largest:.3g}); rescale the rewards or train with dtype='float64'")
+
     @torch.no_grad()
     def collect(self, policies: Sequence[Policy]) -> Batch:
         """One batch of ``T * E`` joint transitions per replica."""
@@ -235,17 +246,20 @@ class Collector:
                 self._lengths[done] = 0
             self._obs, self._state = self._features(step.obs), step.state
         complete = len(agent_rewards) == self.steps_per_env
+        self._check_representable(rewards + (agent_rewards if complete else []))
+        team_rewards = self._team(rewards, self.dtype)
+        per_agent = self._team(agent_rewards, self.dtype) if complete else None
         return Batch(
             obs=[self._replica_major(xs) for xs in obs_steps],
             actions=[self._replica_major(xs) for xs in act_steps],
             log_probs=[self._replica_major(xs) for xs in logp_steps],
             states=self._team(states, self.dtype),
             final_states=self._team(finals, self.dtype),
-            rewards=self._team(rewards, self.dtype),
+            rewards=team_rewards,
             terminated=self._team(terms),
             truncated=self._team(truncs),
             episode_returns=episode_returns,
-            agent_rewards=self._team(agent_rewards, self.dtype) if complete else None,
+            agent_rewards=per_agent,
             final_obs=([self._replica_major(xs) for xs in final_obs] if self.keep_final_obs
                        else None),
             episode_team_returns=team_returns,

@@ -181,6 +181,29 @@ def test_breakpoints_a_rounding_step_apart_are_resolved():
     _check_against_lp(A, C, np.full(B, 1 / B), delta, solution)
 
 
+@pytest.mark.parametrize("decades", [60, 150])
+def test_breakpoints_spread_over_many_binades_are_resolved(decades):
+    # row b moves (gain 1) at cost c_b, c spread geometrically over 10^-d .. 10^d: a fractional
+    # knapsack. With delta = 1/4 of the mean cost every row but the costliest few moves, and
+    # lam* = 1 / c_m of the row m that moves part-way, far below the search's ceiling 2 / c_0
+    B = 300
+    c = 10.0 ** np.linspace(-decades, decades, B)
+    A = np.stack([np.zeros(B), np.ones(B)], axis=1)
+    C = np.stack([np.zeros(B), c], axis=1)
+    w = np.full(B, 1.0 / B)
+    delta = 0.25 * float(np.sum(w * c))
+    spent = np.cumsum(w * c)  # the cheapest moves first
+    m = int(np.searchsorted(spent, delta))  # the row that moves part-way
+    solution = solve_dual(A, C, delta, w)
+    assert solution.iterations < ot_dual.MAX_ITERATIONS
+    assert solution.lam == pytest.approx(1.0 / c[m], rel=1e-12)
+    assert solution.cost == pytest.approx(delta, rel=1e-12)
+    part = (delta - (spent[m - 1] if m else 0.0)) / (w[m] * c[m])
+    assert solution.value == pytest.approx((m + part) / B, rel=1e-12)
+    assert solution.objective == pytest.approx(solution.value, rel=1e-12)
+    assert np.all(solution.plan[:m, 1] == w[:m]) and np.all(solution.plan[m + 1:, 1] == 0.0)
+
+
 def test_constant_values_do_not_move():
     rng = np.random.default_rng(7)
     B, K = 10, 6
@@ -298,7 +321,7 @@ BAD = [
     (_case(delta=-1), r"delta must be > 0 \(finite\), got -1\.0"),
     (_case(delta=float("nan")), r"delta must be > 0 \(finite\), got nan"),
     (_case(delta=float("inf")), r"delta must be > 0 \(finite\), got inf"),
-    (_case(delta="0.5"), r"delta must hold real numbers, got dtype <U3"),
+    (_case(delta="0.5"), r"delta must hold real numbers, got an array of dtype <U3"),
     (_case(delta=[0.5]), r"delta must be a scalar, got shape \(1,\)"),
     (_case(costs=[[0.0, -0.5, 2.0], [1.0, 0.0, 3.0]]),
      r"costs must be finite and >= 0, got -0\.5 at index \(0, 1\)"),
@@ -311,7 +334,11 @@ BAD = [
     (_case(values=[[0.0, -np.inf, 2.0], [1.0, 0.0, 1.0]]),
      r"values must be finite, got -inf at index \(0, 1\)"),
     (_case(values=[[True, False, True], [False, True, False]]),
-     r"values must hold real numbers, got dtype bool"),
+     r"values must hold real numbers, got an array of dtype bool$"),
+    (_case(values=np.ones((40, 30), dtype=bool)),  # one line, without the array's repr
+     r"^values must hold real numbers, got an array of dtype bool$"),
+    (_case(values=[[0.0] * 20001, [0.0]]),
+     r"^values must be a rectangular array of real numbers, got a ragged nested sequence$"),
     (_case(weights=[0.5, np.nan]), r"weights must be finite and >= 0, got nan at index \(1,\)"),
     (_case(weights=[1.5, -0.5]), r"weights must be finite and >= 0, got -0\.5 at index \(1,\)"),
     (_case(weights=[0.5, 0.4]), r"weights must sum to 1 \(within 1e-09\), got sum 0\.9"),
@@ -331,6 +358,8 @@ BAD = [
     (_case(values=np.zeros((2, 0)), costs=np.zeros((2, 0))),
      r"values must be non-empty \[B, K\] .*, got shape \(2, 0\)"),
     (_case(values=[[0.0, 1.0], [2.0]]), r"values must be a rectangular array"),
+    (_case(values=np.full((2, 3), 1j)),
+     r"^values must hold real numbers, got an array of dtype complex128$"),
     (_case(values=torch.zeros(2, 3, dtype=torch.complex64)),
      r"values must hold real numbers, got a tensor of dtype torch\.complex64"),
     # lambda* is bounded by span / smallest positive cost: out of float64's range, refused
@@ -368,7 +397,9 @@ BAD_BATCHED = [
     ({"values": _RA, "costs": _RC, "delta": 0.5, "weights": [[0.5, 0.5], [0.5, 0.6], [1, 0]]},
      r"weights must sum to 1 \(within 1e-09\), got sum 1\.1 \(replica 1\)"),
     ({"values": _RA, "costs": _RC, "delta": 0.5, "tie_rtol": -1.0},
-     r"tie_rtol must be in \[0\.0, 0\.001\], got -1\.0"),
+     r"tie_rtol must be in \(0\.0, 0\.001\], got -1\.0"),
+    ({"values": _RA, "costs": _RC, "delta": 0.5, "tie_rtol": 0.0},
+     r"tie_rtol must be in \(0\.0, 0\.001\], got 0\.0"),
     ({"values": np.zeros((0, 2, 3)), "costs": np.zeros((0, 2, 3)), "delta": 0.5},
      r"values must be non-empty \[R, B, K\] .*, got shape \(0, 2, 3\)"),
     ({"values": [[[0.0, 1.0]], [[0.0, 1.0]]], "costs": [[[0.0, 1.0]], [[0.0, 1e-320]]],
