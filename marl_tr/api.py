@@ -75,6 +75,8 @@ class TrainResult:
         game: the env's analytic core, if it has one (e.g. the differential game).
         wall_time: seconds spent in the training loop (all replicas together).
         agents: the agents' names.
+        timed_iterations: the iterations ``wall_time`` covers (after a resume: those of the
+            resumed session alone).
     """
 
     config: TrainConfig
@@ -84,6 +86,7 @@ class TrainResult:
     game: Any = None
     wall_time: float = 0.0
     agents: list[str] = field(default_factory=list)
+    timed_iterations: int = 0
 
     @property
     def replicas(self) -> int:
@@ -116,7 +119,7 @@ class TrainResult:
                 policies=[p.replica(r) for p in self.policies],
                 metrics=[row for row in self.metrics if row.get("replica", 0) == r],
                 run_dir=self.run_dir, game=self.game, wall_time=self.wall_time / self.replicas,
-                agents=self.agents,
+                agents=self.agents, timed_iterations=self.timed_iterations,
             )
             for r in range(self.replicas)
         ]
@@ -235,16 +238,28 @@ def _new_session(config: Any, overrides: dict[str, Any]) -> _Session:
         if not isinstance(config.run_dir, str):
             config = config.replace(run_dir=str(path))
     parts = build_parts(config, env_factory=factory)
+    directory = None
     try:
         loop = SequentialTrustRegion(parts)
-        directory = RunDirectory(parts.config.run_dir) if parts.config.run_dir else None
+        if parts.config.run_dir:
+            directory = RunDirectory(parts.config.run_dir)
+            directory.lock()
+            RunDirectory.check_new(directory.path)  # again, now that no other run can start
     except BaseException:
+        if directory is not None:
+            directory.unlock()
         parts.close()
         raise
     return _Session(parts, loop, directory, [])
 
 
 def _resume_config(saved: TrainConfig, run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
+    elsewhere = overrides.get("run_dir")
+    if elsewhere is not None and Path(elsewhere).resolve() != run_dir.resolve():
+        raise ValueError(
+            f"run_dir={str(elsewhere)!r} differs from the run being resumed ({str(run_dir)!r}): "
+            "a resumed run continues in its own directory; leave run_dir out (copy the "
+            "directory first to continue a copy)")
     wanted = saved.replace(**overrides)  # refuses unknown keys; normalises values
     refused = sorted(
         k for k in overrides
@@ -324,6 +339,15 @@ def _saved_config(directory: RunDirectory) -> TrainConfig:
 
 def _resume_session(resume: Any, overrides: dict[str, Any]) -> _Session:
     directory = RunDirectory.existing(resume, "resume")
+    directory.lock()  # before reading anything: no other run may write meanwhile
+    try:
+        return _resume_locked(directory, overrides)
+    except BaseException:
+        directory.unlock()
+        raise
+
+
+def _resume_locked(directory: RunDirectory, overrides: dict[str, Any]) -> _Session:
     where = str(directory.path)
     saved = _saved_config(directory)
     factory = overrides.pop("env", None)
@@ -420,7 +444,7 @@ def _run(session: _Session) -> TrainResult:
     fingerprint = run_fingerprint(resolved, parts.env) if directory is not None else None
     interval, seconds = resolved.checkpoint_interval, resolved.checkpoint_seconds
     board = bar = None
-    start = time.perf_counter()
+    start, first_iteration = time.perf_counter(), loop.iteration
     try:
         if directory is not None:
             # also after a resume: it may change iterations
@@ -467,6 +491,7 @@ def _run(session: _Session) -> TrainResult:
         wall = time.perf_counter() - start
         if directory is not None:
             directory.metrics.flush()
+            directory.unlock()
         if bar is not None:
             bar.close()
         if board is not None:
@@ -475,7 +500,7 @@ def _run(session: _Session) -> TrainResult:
     return TrainResult(
         config=resolved, policies=parts.policies, metrics=metrics,
         run_dir=directory.path if directory else None, game=parts.env.game, wall_time=wall,
-        agents=list(parts.env.agents),
+        agents=list(parts.env.agents), timed_iterations=loop.iteration - first_iteration,
     )
 
 

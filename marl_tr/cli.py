@@ -62,6 +62,19 @@ def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return parser
 
 
+#: The words an on/off option takes on the command line.
+_BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True,
+               "off": False, "1": True, "0": False}
+
+
+def _bool(text: str) -> bool:
+    value = _BOOL_WORDS.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(
+            f"must be one of {', '.join(_BOOL_WORDS)} or none, got {text!r}")
+    return value
+
+
 def _sizes(text: str) -> tuple[int, ...]:
     value = parse_value(text) if text.strip() else ()
     if isinstance(value, int):
@@ -86,7 +99,7 @@ def _field_parser(hint: Any) -> tuple[Callable[[str], Any] | None, bool]:
         base = next(a for a in typing.get_args(hint) if a is not type(None))
     origin = typing.get_origin(base)
     if base is bool:
-        return (_optional(lambda t: bool(parse_value(t))) if optional else None), True
+        return (_optional(_bool) if optional else None), True
     if origin is tuple:
         parse: Callable[[str], Any] = _sizes
     elif origin is dict:
@@ -297,6 +310,11 @@ def _train(args: argparse.Namespace) -> int:
                  if k not in ("command", "handler", "config", "resume", "imports", "debug")}
     _refuse_baseline(overrides.get("preset"))
     if args.resume is not None:
+        if args.config:
+            raise ValueError(
+                f"--config {args.config} cannot be used with --resume: a resumed run keeps "
+                f"the config.yaml in {args.resume}; give what may change (such as "
+                "--iterations) as flags")
         result = train(resume=args.resume, **overrides)
     else:
         base = read_config(args.config, "--config") if args.config else TrainConfig()
@@ -314,10 +332,11 @@ def _print_summary(result: Any) -> None:
     config = result.config
     print(f"preset {config.preset or '(none: library defaults)'}: divergence "
           f"{config.divergence}, radius {config.radius}, solver {config.solver}")
-    iterations = max(1, config.iterations)
+    timed = result.timed_iterations
     together = f" x {config.replicas} replicas stepped together" if config.replicas > 1 else ""
-    print(f"{config.iterations} iterations{together} in {result.wall_time:.2f} s "
-          f"({1e3 * result.wall_time / iterations:.3f} ms/iteration)")
+    session = (f" ({timed} of them in this session)" if timed != config.iterations else "")
+    print(f"{config.iterations} iterations{together}{session} in {result.wall_time:.2f} s "
+          f"({1e3 * result.wall_time / max(1, timed):.3f} ms/iteration)")
     game = result.game
     if game is not None and hasattr(game, "peak_rewards"):
         peaks = ", ".join(f"{k} {v:.4f}" for k, v in game.peak_rewards().items())

@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Iterable
 from importlib import metadata
 
@@ -84,6 +85,14 @@ def import_modules(names: Iterable[str], *, option: str = "--import") -> list[st
                 f"{option} {name}: cannot import it ({exc}); give a module on the path, "
                 f"e.g. a file {name.split('.')[0]}.py in the working directory "
                 f"({os.getcwd()}) or an installed package") from None
+        except Exception as exc:  # the module's own code failed
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            message = str(exc).strip().splitlines()
+            raise ValueError(
+                f"{option} {name}: importing it raised {type(exc).__name__}"
+                f"{': ' + message[0] if message else ''} ({where.filename}, line "
+                f"{where.lineno}); fix the module (marl-tr --debug shows the traceback)"
+            ) from exc
     recorded = _recorded()
     os.environ[IMPORTS_VARIABLE] = ",".join(
         [*recorded, *(name for name in names if name not in recorded)])

@@ -18,6 +18,8 @@ TRAIN_FLAGS = [
     (["--batch-size", "0"], "got 0", "integer >= 1"),
     (["--batch-size", "30", "--num-envs", "7"], "num_envs (7)", "multiple of num_envs"),
     (["--seed", "-1"], "got -1", "integer >= 0"),
+    (["--value-norm", "maybe"], "got 'maybe'", "true, false, yes, no, on, off, 1, 0 or none"),
+    (["--normalize-advantages", "nope"], "got 'nope'", "true, false"),
     (["--seed", "99999999999999999999"], "got 99999999999999999999",
      "integer <= 9223372036854775807"),
     (["--replicas", "0"], "got 0", "integer >= 1"),

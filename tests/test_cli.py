@@ -3,6 +3,7 @@ TrainConfig field, bad input exits 2 with a message, ``list`` shows the registri
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -70,6 +71,14 @@ def test_train_flags_of_every_kind(tmp_path):
     assert config.dtype == "float64"
 
 
+@pytest.mark.parametrize(("word", "value"), [("no", False), ("OFF", False), ("0", False),
+                                             ("yes", True), ("on", True)])
+def test_on_off_options_read_the_usual_words(tmp_path, word, value):
+    run = tmp_path / "run"
+    assert main(["train", "--iterations", "0", "--value-norm", word, "--run-dir", str(run)]) == 0
+    assert TrainConfig.from_yaml(run / "config.yaml").value_norm is value
+
+
 def test_train_from_a_config_file_with_overrides(tmp_path):
     TrainConfig(preset="hatrpo", env_kwargs={"n": 2}, iterations=50, seed=4).to_yaml(
         tmp_path / "base.yaml")
@@ -82,10 +91,17 @@ def test_train_from_a_config_file_with_overrides(tmp_path):
 
 def test_resume_from_the_command_line(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--iterations", "3", "--env-kwargs", "n=2", "--run-dir", str(run)]) == 0
+    assert main(["train", "--preset", "hatrpo", "--iterations", "3", "--env-kwargs", "n=2",
+                 "--run-dir", str(run)]) == 0
+    provenance = (run / "config.yaml").read_text().splitlines()[0]
+    assert provenance.startswith("# set by the preset hatrpo: divergence, radius")
+    capsys.readouterr()
     assert main(["train", "--resume", str(run), "--iterations", "6"]) == 0
     assert len(read_metrics(run / "metrics.csv")) == 6
-    capsys.readouterr()
+    # the speed is this session's: its time over its 3 iterations, not over all 6
+    assert re.search(r"^6 iterations \(3 of them in this session\) in [\d.]+ s \([\d.]+ "
+                     r"ms/iteration\)$", capsys.readouterr().out, re.MULTILINE)
+    assert (run / "config.yaml").read_text().splitlines()[0] == provenance
     assert main(["train", "--resume", str(run), "--iterations", "8", "--seed", "9"]) == 2
     assert "marl-tr: error: cannot change ['seed'] when resuming" in capsys.readouterr().err
     assert len(read_metrics(run / "metrics.csv")) == 6

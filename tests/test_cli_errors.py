@@ -5,6 +5,7 @@ one line; ``--debug`` / ``MARL_TR_DEBUG=1`` show the traceback; the Python API r
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -80,9 +81,21 @@ BAD_CLI = [
     (["train", "--resume", "done", "--iterations", "1"],
      "iterations=1 is fewer than the 3 already done in 'done'"),
     (["train", "--resume", "done", "--seed", "4"], "cannot change ['seed'] when resuming"),
+    (["train", "--resume", "done", "--iterations", "9", "--run-dir", "elsewhere"],
+     "run_dir='elsewhere' differs from the run being resumed ('done'): a resumed run "
+     "continues in its own directory"),
+    (["train", "--resume", "done", "--iterations", "9", "--config", "bad.yaml"],
+     "--config bad.yaml cannot be used with --resume: a resumed run keeps the config.yaml in "
+     "done"),
     (["convert-checkpoint", "done"], "needs trust=True"),
     # values
     (["train", "--iterations", "abc"], "argument --iterations: invalid int value: 'abc'"),
+    (["reproduce", "table3", "--iterations", "-5"],
+     "argument --iterations: expected an integer >= 0, got '-5'"),
+    (["reproduce", "matrix", "--batch-size", "0"],
+     "argument --batch-size: expected an integer >= 1, got '0'"),
+    (["sweep", "--presets", "hatrpo", "--iterations", "-5"],
+     "argument --iterations: expected an integer >= 0, got '-5'"),
     (["train", "--divergence", "nope"], "Unknown divergence 'nope'"),
     (["train", "--env", "math:sqrt"], "env 'math:sqrt' must name a factory of PettingZoo "
      "ParallelEnvs"),
@@ -116,6 +129,29 @@ def test_an_unwritable_output_directory_is_refused(tmp_path, capsys):
         assert "--out 'locked' is not writable" in capsys.readouterr().err
     finally:
         locked.chmod(0o700)
+
+
+def test_an_output_directory_on_a_read_only_file_system_is_refused(tmp_path, capsys,
+                                                                   monkeypatch):
+    """Permission bits pass (as for a superuser, or a read-only mount): writing is probed,
+    and refused before any training, naming the option and the reason."""
+    from marl_tr.training import run_dir
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(run_dir.tempfile, "mkstemp", read_only)
+    (tmp_path / "results").mkdir()
+    before = tree(tmp_path)
+    assert run_cli(["reproduce", "table3", "--iterations", "1", "--out", "results"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--out 'results' is not writable (read-only file system)")
+    assert run_cli(["sweep", "--presets", "hatrpo", "--out", "new/sweep.csv"]) == 2
+    assert ("--out 'new/sweep.csv' cannot be created: '.' is not writable (read-only file "
+            "system)") in capsys.readouterr().err
+    assert run_cli(["train", "--iterations", "1", "--run-dir", "run"]) == 2
+    assert "run_dir 'run' cannot be created" in capsys.readouterr().err
+    assert tree(tmp_path) == before
 
 
 def test_a_training_error_is_one_line_exit_1_naming_the_checkpoint(capsys, monkeypatch):

@@ -136,3 +136,23 @@ def test_examples_write_under_a_scratch_directory_by_default():
     everything = dict(commands())[("reproduce", "all")]
     assert everything.parse_args([]).out == Path("results/all")
     assert isinstance(everything, argparse.ArgumentParser)
+
+
+def test_the_experiments_help_names_their_targets_and_default_presets():
+    from marl_tr.experiments import paper
+    from marl_tr.experiments.cli import TABLE3_METHOD_NAMES
+
+    assert tuple(paper.TABLE3_METHODS) == TABLE3_METHOD_NAMES
+    parsers = dict(commands())
+    table3 = parsers[("reproduce", "table3")]
+    (presets,) = [a for a in table3._actions if a.dest == "presets"]
+    assert presets.help.endswith(f"{', '.join(paper.TABLE3_METHODS)} (default: all)")
+    gap = parsers[("reproduce", "basin-gap")]
+    (presets,) = [a for a in gap._actions if a.dest == "presets"]
+    named = presets.help.split("default: ")[1]
+    assert all(p.split(":")[0] in named for p in paper.BASIN_GAP_PRESETS)
+    reproduce = _subparsers(build_parser())["reproduce"]
+    targets = set(_subparsers(reproduce))
+    (action,) = [a for a in build_parser()._subparsers._group_actions[0]._choices_actions
+                 if a.dest == "reproduce"]
+    assert all(target in action.help for target in targets), (targets, action.help)

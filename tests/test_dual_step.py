@@ -273,6 +273,9 @@ def test_refine_options_are_checked():
     ("ot_dual:draws=1099511627776", r"draws must be an integer <= 4096, got 1099511627776"),
     ("ot_dual:grid=99999999999999999999", r"grid must be an integer <= 65536"),
     ("ot_dual:grid_dims=4", r"grid_dims must be an integer <= 3, got 4"),
+    ("ot_dual:grid=0,draws=0", r"grid=0, grid_dims=2 and draws=0 leave a continuous action no "
+                               r"candidate but itself, so no step could move"),
+    ("ot_dual:grid_dims=0,draws=0", r"grid=33, grid_dims=0 and draws=0 leave"),
     ("ot_dual:grid=300", r"grid \*\* grid_dims \(the grid's candidates per sample\) must be "
                          r"<= 65536, got 300 \*\* 2 = 90000"),
 ])

@@ -124,6 +124,22 @@ def test_import_modules_records_for_workers_and_refuses_a_missing_module(monkeyp
         plugins.import_modules(["no_such_module_q"])
 
 
+def test_a_module_that_fails_on_import_is_one_line_naming_where(tmp_path, monkeypatch, capsys):
+    from marl_tr.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(plugins.IMPORTS_VARIABLE, raising=False)
+    (tmp_path / "broken_plugins_q.py").write_text("x = 1\nraise RuntimeError('boom')\n")
+    assert main(["train", "--import", "broken_plugins_q", "--iterations", "1",
+                 "--run-dir", "run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("marl-tr: error: --import broken_plugins_q: importing it raised "
+                          "RuntimeError: boom (")
+    assert "broken_plugins_q.py, line 2); fix the module" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_main_restores_the_path_and_the_record(tmp_path, monkeypatch):
     from marl_tr.cli import main
 

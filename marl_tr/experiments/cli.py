@@ -101,14 +101,23 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers like 3,5,7, got {text!r}") from None
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive = _at_least(1)
+_non_negative = _at_least(0)
 
 
 def _float_list(text: str) -> list[float]:
@@ -157,12 +166,20 @@ def _add_run_options(parser: argparse.ArgumentParser, *, backend: bool = True) -
                            "fingerprint; the pages mark them); default: recompute them")
 
 
+#: Table 3's methods, as its ``--presets`` help names them (a test keeps this equal to
+#: ``paper.TABLE3_METHODS``; the parser does not import the experiments).
+TABLE3_METHOD_NAMES = ("hatrpo", "hatrpo-caatr", "wmatrpo-caatr", "hatrpo-tr", "wmatrpo-tr-caatr",
+                       "wmatrpo-dual-caatr", "wmatrpo-dual-caatr:critic=oracle_q")
+
+
 def _add_budget(parser: argparse.ArgumentParser, *, seeds: bool = True,
-                presets: bool = True) -> None:
+                presets: str | None = None) -> None:
+    """Iterations, batch size, and as asked ``--seeds`` and ``--presets`` (whose help ends
+    with ``presets``)."""
     group = parser.add_argument_group("budget (Table 2 by default)")
-    group.add_argument("--iterations", type=int, default=4000,
+    group.add_argument("--iterations", type=_non_negative, default=4000,
                        help="training iterations per run (default: 4000)")
-    group.add_argument("--batch-size", type=int, default=30,
+    group.add_argument("--batch-size", type=_positive, default=30,
                        help="joint transitions per iteration (default: 30)")
     if seeds:
         group.add_argument("--seeds", default="5",
@@ -170,8 +187,7 @@ def _add_budget(parser: argparse.ArgumentParser, *, seeds: bool = True,
                            "(default: 5; at least 5 for the real table)")
     if presets:
         group.add_argument("--presets", type=_names, default=None,
-                           help="comma-separated presets or baselines such as sb3:ppo "
-                           "(default: hatrpo, hatrpo-caatr, wmatrpo-caatr)")
+                           help=f"comma-separated presets, {presets}")
 
 
 def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -333,7 +349,7 @@ def _add_sweep(commands: Any) -> None:
     parser.add_argument("--set", type=_set_item, action="append", metavar="KEY=VALUE",
                         help="fix KEY to one value in every cell (sigma=(1,3,1) is one "
                         "value). Repeatable")
-    parser.add_argument("--iterations", type=int, default=None,
+    parser.add_argument("--iterations", type=_non_negative, default=None,
                         help="training iterations per cell (default: TrainConfig's)")
     parser.add_argument("--out", type=Path, default=Path("results/sweep.csv"),
                         help="the results CSV (default: results/sweep.csv)")
@@ -343,14 +359,16 @@ def _add_sweep(commands: Any) -> None:
 
 def _add_reproduce(commands: Any) -> None:
     parser = commands.add_parser(
-        "reproduce", help="reproduce the paper: table3, figure1, basin-gap or all",
+        "reproduce", help="reproduce the paper: table3, variants, matrix, sensitivity, "
+        "figure1, basin-gap or all",
         description="Reproduce the paper's experiments (Table 2's settings by default).",
     )
     targets = parser.add_subparsers(dest="target", required=True, metavar="TARGET")
 
     table3 = targets.add_parser("table3", help="Table 3: 3 methods x n = 3, 5, 7, 9 x seeds",
                                 description="Table 3 (resumable: rerun to continue).")
-    _add_budget(table3)
+    _add_budget(table3, presets=f"some of Table 3's methods: {', '.join(TABLE3_METHOD_NAMES)} "
+                "(default: all)")
     table3.add_argument("--n", type=_int_list, default=None,
                         help="team sizes, some of 3,5,7,9 (default: all)")
     table3.add_argument("--out", type=Path, default=Path("results/table3"),
@@ -361,7 +379,7 @@ def _add_reproduce(commands: Any) -> None:
     variants = targets.add_parser(
         "variants", help="the paper's methods, PPO baselines and W-MATRPO variants side by side",
         description="Presets compared on the paper's game and budget (resumable).")
-    _add_budget(variants, presets=False)
+    _add_budget(variants)
     variants.add_argument("--n", type=_int_list, default=[3],
                           help="team sizes (default: 3)")
     variants.add_argument("--presets", type=lambda text: [p for p in text.split(";") if p],
@@ -376,7 +394,7 @@ def _add_reproduce(commands: Any) -> None:
     matrix = targets.add_parser(
         "matrix", help="the climbing and penalty games: KL and W1 trust regions on discrete "
         "actions", description="Categorical policies on the matrix games (resumable).")
-    _add_budget(matrix, presets=False)
+    _add_budget(matrix)
     matrix.add_argument("--games", type=_names, default=None,
                         help="comma-separated games (default: ClimbingGame-v0,PenaltyGame-v0)")
     matrix.add_argument("--presets", type=lambda text: [p for p in text.split(";") if p],
@@ -391,7 +409,7 @@ def _add_reproduce(commands: Any) -> None:
         "sensitivity", help="which presets' per-seed numbers survive float32 -> float64",
         description="Every seed in float32 and in float64: stable presets' per-seed numbers "
         "reproduce, chaotic presets' only as distributions over seeds (resumable).")
-    _add_budget(sensitivity)
+    _add_budget(sensitivity, presets="any (default: Table 3's methods)")
     sensitivity.add_argument("--n", type=_positive, default=3, help="team size (default: 3)")
     sensitivity.add_argument("--out", type=Path, default=Path("results/sensitivity"),
                              help="output directory (default: results/sensitivity)")
@@ -400,7 +418,8 @@ def _add_reproduce(commands: Any) -> None:
 
     figure1 = targets.add_parser("figure1", help="Figure 1: 2-agent paths over the contours",
                                  description="Figure 1: the 2-agent game, one run per method.")
-    _add_budget(figure1, seeds=False)
+    _add_budget(figure1, seeds=False,
+                presets="any (default: the paper's hatrpo, hatrpo-caatr, wmatrpo-caatr)")
     figure1.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
     figure1.add_argument("--env-kwargs", type=_kwargs, default=None,
                          help="game keywords besides n=2, e.g. sigma=1.0")
@@ -413,7 +432,8 @@ def _add_reproduce(commands: Any) -> None:
         "basin-gap", help="which presets reach the truly higher peak, by basin_gap and sigma",
         description="Vary basin_gap and sigma; report which presets reach the higher peak "
         "(judged by expected reward).")
-    _add_budget(gap)
+    _add_budget(gap, presets="any (default: hatrpo, hatrpo-caatr, wmatrpo-caatr, "
+                "wmatrpo-tr-caatr, wmatrpo-dual-caatr and its critic=oracle_q variant)")
     gap.add_argument("--gaps", type=_float_list, default=None,
                      help="basin_gap values (default: 2,3,4)")
     gap.add_argument("--sigmas", type=_sigma, nargs="+", default=None,
@@ -426,9 +446,10 @@ def _add_reproduce(commands: Any) -> None:
     gap.set_defaults(handler=_guarded(_basin_gap))
 
     everything = targets.add_parser("all", help="all of the above into one directory",
-                                    description="Table 3, Figure 1 and the basin-gap study, "
-                                    "with an index README.md.")
-    _add_budget(everything, presets=False)
+                                    description="Table 3, the variants, the matrix games, the "
+                                    "precision study, Figure 1 and the basin-gap study, with an "
+                                    "index README.md.")
+    _add_budget(everything)
     everything.add_argument("--out", type=Path, default=Path("results/all"),
                             help="output directory (default: results/all; the committed "
                             "pages are made with --out docs/results)")

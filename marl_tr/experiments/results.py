@@ -152,8 +152,13 @@ class ResultsFile:
         """Every complete, parseable row (a torn or unreadable line is skipped)."""
         if not self.path.exists():
             return
-        with self.path.open(newline="") as handle:
-            text = handle.read()
+        try:
+            with self.path.open(newline="", encoding="utf-8") as handle:
+                text = handle.read()
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"{self.path} is not a marl_tr sweep results file: it is not UTF-8 text "
+                f"(byte {exc.start}); give another results file") from None
         if not text:
             return
         lines = text.splitlines(keepends=True)
@@ -199,7 +204,7 @@ class ResultsFile:
     def _repair_tail(self, handle: Any, size: int) -> None:
         """Check the header; cut a torn last line (no newline) before appending."""
         handle.seek(0)
-        self._check_header(handle.readline().decode())
+        self._check_header(handle.readline().decode(errors="replace"))
         handle.seek(size - 1)
         if handle.read(1) == b"\n":
             return

@@ -377,11 +377,16 @@ def parse_seeds(seeds: int | str | Iterable[int]) -> list[int]:
             if "," in text:
                 seeds = [int(part) for part in text.split(",") if part.strip()]
             elif "-" in text.lstrip("-"):
-                first, _, last = text.partition("-")
-                seeds = list(range(int(first), int(last) + 1))
+                first, last = (int(end) for end in text.partition("-")[::2])
+                if last < first:
+                    raise ValueError(f"bad seeds {original!r}: a range runs from low to high, "
+                                     f"e.g. {last}-{first}")
+                seeds = list(range(first, last + 1))
             else:
                 seeds = int(text)
-        except ValueError:
+        except ValueError as exc:
+            if str(exc).startswith("bad seeds"):
+                raise
             raise ValueError(
                 f"bad seeds {original!r}: give a count (5 = seeds 0-4), a range like 3-7 or a "
                 "list like 0,4,9"

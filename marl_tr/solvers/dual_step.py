@@ -102,6 +102,11 @@ class OTDual(Solver):
                              f"{MAX_GRID_POINTS}, got {grid} ** {grid_dims} = "
                              f"{self.grid ** self.grid_dims}")
         self.draws = check_int("draws", draws, minimum=0, maximum=MAX_DRAWS)
+        if not (self.grid and self.grid_dims) and not self.draws:
+            raise ValueError(
+                f"grid={grid}, grid_dims={grid_dims} and draws={draws} leave a continuous "
+                "action no candidate but itself, so no step could move: give grid (with "
+                "grid_dims) or draws > 0 (discrete actions take every action either way)")
         self.refine = check_choice("refine", refine, REFINEMENTS)
         self.refine_steps = check_int("refine_steps", refine_steps, minimum=1)
         if refine != "none" and draws < 2:

@@ -12,7 +12,9 @@ Contract:
   that says how to convert one the user trusts (``marl-tr convert-checkpoint --trust DIR``);
   ``load_legacy_checkpoint`` reads such a file for that conversion, allowing only the numpy
   and ``PreviousSteps`` globals old checkpoints hold.
-- **Validated on resume.** A checkpoint carries its iteration, a fingerprint of the resolved
+- **Validated on resume.** Every entry of ``checkpoint.pt`` (a zip archive) must pass its
+  CRC-32 (``torch.load`` alone would load a flipped bit as a wrong number). A checkpoint
+  carries its iteration, a fingerprint of the resolved
   config and of the env's spaces (``run_fingerprint``), and the position of ``metrics.csv`` at
   that iteration (rows, bytes, SHA-256, header). ``check_config_fingerprint`` and
   ``check_spaces_fingerprint`` name every field that differs; ``RunDirectory.check_metrics``
@@ -35,10 +37,14 @@ import csv
 import dataclasses
 import hashlib
 import io
+import itertools
 import math
 import os
 import pickle
+import tempfile
 import warnings
+import weakref
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +54,11 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 import torch
 import yaml
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, run directories unguarded
+    fcntl = None  # type: ignore[assignment]
 
 from marl_tr.config import TrainConfig
 from marl_tr.radius.base import PreviousSteps
@@ -63,6 +74,7 @@ __all__ = [
     "MetricsRepair",
     "MetricsWriter",
     "RunDirectory",
+    "RunDirectoryInUse",
     "RunDirectoryWarning",
     "TensorBoardWriter",
     "as_path",
@@ -95,6 +107,10 @@ RESUMABLE_CHANGES = ("iterations", "log_interval", "checkpoint_interval", "check
                      "progress", "tensorboard", "vectorization")
 #: Config fields the fingerprint leaves out: the resumable ones and where the run lives.
 _UNFINGERPRINTED = (*RESUMABLE_CHANGES, "run_dir")
+
+
+class RunDirectoryInUse(ValueError):
+    """Another process is training or resuming in the run directory."""
 
 
 class CheckpointError(ValueError):
@@ -132,8 +148,9 @@ def as_path(name: str, value: Any) -> Path:
 def check_output_path(name: str, path: Any, *, kind: Literal["dir", "file"]) -> Path:
     """Check, before any work, that ``path`` can be written as a directory or a file.
 
-    Nothing is created. An existing path must be of the right kind and writable; a missing
-    one needs its nearest existing ancestor to be a writable directory.
+    Nothing is left behind (writability is probed with an empty file, made and removed). An
+    existing path must be of the right kind and writable; a missing one needs its nearest
+    existing ancestor to be a writable directory.
 
     Raises:
         TypeError: ``path`` is not a path.
@@ -147,9 +164,10 @@ def check_output_path(name: str, path: Any, *, kind: Literal["dir", "file"]) -> 
         if kind == "file" and path.is_dir():
             raise ValueError(f"{name} must be a file, but {shown!r} is a directory")
         writable = path if kind == "dir" else path.parent
-        if not (os.access(path, os.W_OK)
-                and os.access(writable, os.W_OK | os.X_OK)):
-            raise ValueError(f"{name} {shown!r} is not writable")
+        refusal = None if os.access(path, os.W_OK) else "permission denied"
+        refusal = refusal or _cannot_write_in(writable)
+        if refusal:
+            raise ValueError(f"{name} {shown!r} is not writable ({refusal})")
         return path
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
@@ -158,9 +176,24 @@ def check_output_path(name: str, path: Any, *, kind: Literal["dir", "file"]) -> 
         raise ValueError(
             f"{name} {shown!r} cannot be created: {str(ancestor)!r} is a file, not a directory"
         )
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"{name} {shown!r} cannot be created: {str(ancestor)!r} is not writable")
+    refusal = _cannot_write_in(ancestor)
+    if refusal:
+        raise ValueError(f"{name} {shown!r} cannot be created: {str(ancestor)!r} is not "
+                         f"writable ({refusal})")
     return path
+
+
+def _cannot_write_in(directory: Path) -> str | None:
+    """Why no file can be made in ``directory`` (``None``: one can), found by making and
+    removing an empty one: permission bits alone miss read-only mounts and pseudo file
+    systems, and a superuser passes every ``os.access`` test."""
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".marl_tr-probe-", dir=directory)
+    except OSError as exc:
+        return (exc.strerror or type(exc).__name__).lower()
+    os.close(handle)
+    os.unlink(probe)
+    return None
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -466,6 +499,17 @@ def _unsafe_globals(path: Path) -> list[str] | None:
     try:
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except Exception:
+        return None
+
+
+def _entry_failing_crc(path: Path) -> str | None:
+    """The first entry of a ``torch.save`` zip archive whose bytes fail their CRC-32 (which
+    ``torch.load`` does not check: a flipped bit would load as a wrong number); ``None`` if
+    all pass or the file is no zip archive (``torch.load`` then says what it is)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
         return None
 
 
@@ -782,6 +826,32 @@ class RunDirectory:
         self.metrics = MetricsWriter(self.path / METRICS_FILE)
         #: iteration of the last checkpoint written or loaded here (``None``: none yet)
         self.checkpoint_iteration: int | None = None
+        self._release: weakref.finalize | None = None
+
+    def lock(self) -> None:
+        """Hold an exclusive advisory lock (``flock``) on the directory itself while this
+        process runs in it, until ``unlock`` or the process ends; no file is written.
+
+        Raises:
+            RunDirectoryInUse: another process holds it.
+        """
+        if fcntl is None or self._release is not None:
+            return
+        handle = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(handle)
+            raise RunDirectoryInUse(
+                f"run directory {str(self.path)!r} is in use by another run (a training or "
+                "resume in progress); wait for it to end or choose another run_dir") from None
+        self._release = weakref.finalize(self, os.close, handle)
+
+    def unlock(self) -> None:
+        """Release ``lock`` (no-op when not held)."""
+        if self._release is not None:
+            self._release()
+            self._release = None
 
     @classmethod
     def existing(cls, path: Any, name: str = "resume") -> RunDirectory:
@@ -842,18 +912,23 @@ class RunDirectory:
         Args:
             config: the resolved config.
             sources: where layered fields' values came from (``"preset"``, ``"profile"``,
-                ...): written as comments at the top (the YAML itself is the same).
+                ...): written as comments at the top (the YAML itself is the same). Without
+                any (a resumed run's config is all resolved), the comments that the file
+                already starts with are kept.
         """
         tmp = self.config_path.with_name(CONFIG_FILE + ".tmp")
         config.to_yaml(tmp)
-        if sources:
-            notes = []
-            for origin in ("preset", "profile"):
-                names = [name for name, source in sources.items() if source == origin]
-                if names:
-                    label = (f"profile {config.profile}" if origin == "profile"
-                             else f"preset {config.preset}")
-                    notes.append(f"# set by the {label}: {', '.join(names)}\n")
+        notes = []
+        for origin in ("preset", "profile"):
+            names = [name for name, source in (sources or {}).items() if source == origin]
+            if names:
+                label = (f"profile {config.profile}" if origin == "profile"
+                         else f"preset {config.preset}")
+                notes.append(f"# set by the {label}: {', '.join(names)}\n")
+        if not notes and self.config_path.is_file():
+            with self.config_path.open() as old:
+                notes = list(itertools.takewhile(lambda line: line.startswith("#"), old))
+        if notes:
             tmp.write_text("".join(notes) + tmp.read_text())
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
@@ -907,6 +982,9 @@ class RunDirectory:
             raise FileNotFoundError(f"no checkpoint to resume from in {str(self.path)!r}")
         if path.is_dir():
             raise CheckpointError(f"{shown!r} is a directory, not a checkpoint")
+        damaged = _entry_failing_crc(path)
+        if damaged is not None:
+            raise _unreadable(path, f"its entry {damaged!r} fails its CRC-32 check")
         try:
             payload = torch.load(path, weights_only=True, map_location="cpu")
         except pickle.UnpicklingError:

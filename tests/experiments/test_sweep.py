@@ -64,7 +64,8 @@ def test_parse_seeds(given, expected):
 
 @pytest.mark.parametrize(("given", "match"), [
     (0, "number of seeds must be >= 1"), ([], "at least one"), ([-1], "bad: \\[-1\\]"),
-    ([1, 1], "seeds given twice: \\[1\\]"), ("x", "bad seeds 'x'"), (True, "count or a list"),
+    ([1, 1], "seeds given twice: \\[1\\]"), ("x", "bad seeds 'x'"),
+    ("5-3", "bad seeds '5-3': a range runs from low to high, e.g. 3-5"), (True, "count or a list"),
     ([1.5], "non-negative integers"),
 ])
 def test_bad_seeds_are_refused(given, match):
@@ -142,6 +143,15 @@ def test_foreign_csv_is_refused(tmp_path):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="not a marl_tr sweep results file"):
         _sweep(path)
+
+
+def test_a_results_file_that_is_not_text_is_refused_naming_it(tmp_path):
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"key,preset\n\x88\x89garbage\n")
+    with pytest.raises(ValueError, match=r"binary\.csv is not a marl_tr sweep results file: "
+                       r"it is not UTF-8 text \(byte 11\)"):
+        _sweep(path)
+    assert path.read_bytes() == b"key,preset\n\x88\x89garbage\n"
 
 
 def test_record_has_every_column_and_the_paper_measures(tmp_path):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from marl_tr.training.run_dir import (
     HEADER_KEY,
     CheckpointError,
     RunDirectory,
+    RunDirectoryInUse,
     RunDirectoryWarning,
     read_metrics,
 )
@@ -139,6 +141,20 @@ def truncate_checkpoint(run, runs):
     (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])
 
 
+def flip_a_stored_bit(run, runs):
+    """Bit rot inside a stored tensor: the zip entry's CRC-32 no longer matches its bytes
+    (``torch.load`` alone would read the flipped number)."""
+    path = run / "checkpoint.pt"
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        entry = max(archive.infolist(), key=lambda info: info.file_size)
+    name_length = int.from_bytes(data[entry.header_offset + 26:entry.header_offset + 28], "little")
+    extra_length = int.from_bytes(data[entry.header_offset + 28:entry.header_offset + 30],
+                                  "little")
+    data[entry.header_offset + 30 + name_length + extra_length] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 def edit_checkpoint(change):
     def damage(run, runs):
         payload = torch.load(run / "checkpoint.pt", weights_only=True)
@@ -218,6 +234,9 @@ REFUSED = [
      r"truncated"),
     ("a truncated checkpoint", truncate_checkpoint, {}, CheckpointError,
      r"is not a readable checkpoint"),
+    ("a flipped bit in the checkpoint", flip_a_stored_bit, {}, CheckpointError,
+     r"checkpoint\.pt' is not a readable checkpoint \(its entry '.*' fails its CRC-32 "
+     r"check\): it is damaged"),
     ("no checkpoint", delete("checkpoint.pt"), {}, FileNotFoundError,
      r"no checkpoint to resume from in"),
     ("a checkpoint of a newer format", edit_checkpoint(newer_format), {}, CheckpointError,
@@ -251,6 +270,35 @@ def test_a_damaged_or_mismatched_run_directory_is_refused_untouched(runs, tmp_pa
 # ---------------------------------------------------------------------------------------
 # checkpoints by default, atomically, and for the last good iteration
 # ---------------------------------------------------------------------------------------
+@pytest.mark.skipif(run_dir_module.fcntl is None, reason="no advisory locks on this OS")
+def test_a_run_directory_in_use_by_another_run_is_refused_untouched(runs, tmp_path):
+    """While one run holds its directory (a new run or a resume under way), a second run or
+    resume there is refused before any work; once it ends, the resume goes on."""
+    run = tmp_path / "run"
+    shutil.copytree(runs / "crashed", run)
+    before = files(run)
+    holder = RunDirectory(run)
+    holder.lock()
+    try:
+        with pytest.raises(RunDirectoryInUse, match=r"run directory '.*run' is in use by "
+                           r"another run \(a training or resume in progress\)"):
+            marl_tr.train(resume=run, iterations=RESUME_TO)
+        assert files(run) == before
+        fresh = tmp_path / "fresh"
+        other = RunDirectory(fresh)
+        other.lock()
+        with pytest.raises(RunDirectoryInUse, match="is in use by another run"):
+            marl_tr.train(**KWARGS, iterations=2, run_dir=str(fresh))
+        other.unlock()
+        assert not any(fresh.iterdir())
+    finally:
+        holder.unlock()
+    with pytest.warns(RunDirectoryWarning):
+        marl_tr.train(resume=run, iterations=RESUME_TO)  # the lock is released after a run
+    assert (run / "metrics.csv").read_bytes() == (runs / "whole" / "metrics.csv").read_bytes()
+    marl_tr.train(resume=run, iterations=RESUME_TO + 1)
+
+
 def test_checkpoints_are_written_by_default(tmp_path, monkeypatch):
     assert (TrainConfig().checkpoint_interval, TrainConfig().checkpoint_seconds) == (1000, 60.0)
     saved = []
