@@ -21,6 +21,7 @@ before checkpoint format 1.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import shutil
@@ -150,24 +151,62 @@ class TrainResult:
             )
         return policy
 
+    def final_probs(self) -> list[np.ndarray]:
+        """Action probabilities ``[K_i]`` per agent of state-independent categorical
+        policies (float64)."""
+        self._single("final_probs()")
+        probs = categorical_probs(self.policies)
+        if probs is None:
+            raise ValueError("final probabilities are defined for state-independent "
+                             "categorical policies (policy_hidden=())")
+        return probs
+
     def expected_reward(self, clip: bool = True) -> float:
-        """``E[r]`` of the final joint policy from the env's analytic core (with clipping).
+        """``E[r]`` of the final joint policy from the env's analytic core: the differential
+        game's for Gaussian policies (actions clipped to the box with ``clip``), a matrix
+        game's exact one for categorical policies (``clip`` does not apply).
 
         Raises:
             ValueError: the env has no analytic expected reward, or several replicas.
         """
         self._single("expected_reward()")
+        if not isinstance(clip, bool):
+            raise ValueError(f"clip must be true or false, got {clip!r}")
         if self.game is None or not hasattr(self.game, "expected_reward"):
             raise ValueError("this env has no analytic expected reward (no 'game' core)")
+        if self.policies and getattr(self.policies[0], "action_kind", "") == "discrete":
+            return float(self.game.expected_reward(self.final_probs()))
         means, stds = self.final_means(), self.final_stds()
         if means.shape[1] != 1:
             raise ValueError("expected_reward needs one action dimension per agent")
         return float(self.game.expected_reward(means[:, 0], stds[:, 0], clip=clip))
 
     def column(self, name: str) -> np.ndarray:
-        """One metric over iterations as an array."""
+        """One metric over iterations as an array (NaN in the rows that lack it).
+
+        Raises:
+            ValueError: no row has ``name`` (with the closest names).
+        """
         self._single("column()")
+        if not any(name in row for row in self.metrics) and self.metrics:
+            names = sorted({key for row in self.metrics for key in row})
+            close = difflib.get_close_matches(str(name), names, n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise ValueError(f"no metric {name!r} in this run ({len(names)} metrics, "
+                             f"result.metrics[0] lists them){hint}")
         return np.array([row.get(name, math.nan) for row in self.metrics], dtype=float)
+
+
+def categorical_probs(policies: list[Any]) -> list[np.ndarray] | None:
+    """The first replica's action probabilities ``[K_i]`` (float64) of state-independent
+    categorical policies, one per agent; ``None`` for any other policies."""
+    if not all(getattr(p, "action_kind", "") == "discrete"
+               and getattr(p, "state_independent", False) for p in policies):
+        return None
+    import torch
+
+    with torch.no_grad():
+        return [torch.softmax(p.logits.detach()[0].double(), -1).numpy() for p in policies]
 
 
 #: With ``progress=None``, a run on a terminal shows its progress bar once it has taken this
@@ -690,7 +729,8 @@ def return_summary(result: TrainResult, window: int = 10) -> list[str]:
     """Lines on a multi-step run's episode returns, one per seed (none for one-step runs):
     the mean episode return over the last ``window`` iterations (per agent and the team's
     sum), the mean episode length and the last evaluation."""
-    if not result.multi_step:
+    longer = any(row.get("episode_length_mean", 1) > 1 for row in result.metrics)
+    if not (result.multi_step or longer):  # (a multi-step env may run the one-step profile)
         return []
     lines = []
     for single in result.split():
@@ -698,9 +738,10 @@ def return_summary(result: TrainResult, window: int = 10) -> list[str]:
                 f"per agent, {single.final_return(window, 'episode_return_team'):.3f} team "
                 f"(last {window} iterations; length "
                 f"{single.final_return(window, 'episode_length_mean'):.1f})")
-        evaluated = single.column("eval_return_mean")
-        evaluated = evaluated[np.isfinite(evaluated)]
-        if len(evaluated):
+        evaluated = (single.column("eval_return_mean")
+                     if any("eval_return_mean" in row for row in single.metrics) else [])
+        evaluated = [value for value in evaluated if np.isfinite(value)]
+        if evaluated:
             line += f"; last evaluation {evaluated[-1]:.3f}"
         lines.append(line)
     return lines

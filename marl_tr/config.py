@@ -33,6 +33,19 @@ from marl_tr.validation import (
     check_positive,
 )
 
+
+@dataclass(frozen=True)
+class _FloatRange:
+    """The smallest positive normal and the largest finite number of a float dtype (as
+    ``torch.finfo`` gives them; kept here so that configs load without importing torch)."""
+
+    tiny: float
+    max: float
+
+
+_FINFO = {"float32": _FloatRange(1.1754943508222875e-38, 3.4028234663852886e38),
+          "float64": _FloatRange(2.2250738585072014e-308, 1.7976931348623157e308)}
+
 __all__ = ["LAYERED_FIELDS", "LIBRARY_DEFAULTS", "PRESET_FIELDS", "PROFILE_FIELDS",
            "ConfigWarning", "TrainConfig"]
 
@@ -195,6 +208,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a mapping; unknown keys are refused with the accepted ones listed."""
+        if not isinstance(values, dict):
+            raise TypeError(f"a config must be a mapping of TrainConfig fields, got "
+                            f"{type(values).__name__} {values!r:.60}")
         names = cls.field_names()
         unknown = sorted(set(values) - set(names))
         if unknown:
@@ -263,19 +279,25 @@ class TrainConfig:
         check_int("replicas", self.replicas, minimum=1)
         if self.agent_order is not None:
             check_choice("agent_order", self.agent_order, ("random", "fixed", "simultaneous"))
+        check_choice("dtype", self.dtype, ("float32", "float64"))
+        # the policy's numbers must be representable in the training dtype (normal floats)
+        finfo = _FINFO[self.dtype]
         if self.init_std is not None:
-            check_positive("init_std", self.init_std)
+            check_in_range("init_std", self.init_std, finfo.tiny, 1e6)
         if self.init_mean is not None:
             check_in_range("init_mean", self.init_mean, -1e6, 1e6)
-        check_positive("min_std", self.min_std)
+        check_in_range("min_std", self.min_std, finfo.tiny, 1e6)
         if self.critic_epochs is not None:
             check_int("critic_epochs", self.critic_epochs, minimum=0)
         if self.critic_minibatches is not None:
             check_int("critic_minibatches", self.critic_minibatches, minimum=1)
-        for name in ("value_norm", "share_parameters"):
+        for name in ("normalize_advantages", "value_norm", "share_parameters", "progress",
+                     "tensorboard"):
             value = getattr(self, name)
-            if value is not None and not isinstance(value, bool):
-                raise ValueError(f"{name} must be true or false, got {value!r}")
+            optional = name in ("normalize_advantages", "value_norm", "progress")
+            if not isinstance(value, bool) and not (optional and value is None):
+                allowed = "true, false or none" if optional else "true or false"
+                raise ValueError(f"{name} must be {allowed}, got {value!r}")
         if self.eval_interval is not None:
             check_int("eval_interval", self.eval_interval, minimum=0)
         check_int("eval_episodes", self.eval_episodes, minimum=1)
@@ -286,10 +308,10 @@ class TrainConfig:
         check_in_range("gamma", self.gamma, 0.0, 1.0)
         check_in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
         if self.max_log_factor is not None:
-            check_positive("max_log_factor", self.max_log_factor)
+            check_in_range("max_log_factor", self.max_log_factor, 0.0, float(finfo.max),
+                           low_open=True)
         if self.signal_level is not None:
             check_in_range("signal_level", self.signal_level, 0.0, 1.0, low_open=True)
-        check_choice("dtype", self.dtype, ("float32", "float64"))
         check_int("log_interval", self.log_interval, minimum=0)
         check_int("checkpoint_interval", self.checkpoint_interval, minimum=0)
         check_non_negative("checkpoint_seconds", self.checkpoint_seconds)

@@ -81,6 +81,11 @@ def import_modules(names: Iterable[str], *, option: str = "--import") -> list[st
         try:
             importlib.import_module(name)
         except ImportError as exc:
+            missing = getattr(exc, "name", None)
+            if missing and missing != name and not name.startswith(missing + "."):
+                raise ValueError(
+                    f"{option} {name}: importing it failed: it imports {missing!r}, which "
+                    f"cannot be imported ({exc}); install it or fix the module") from None
             raise ValueError(
                 f"{option} {name}: cannot import it ({exc}); give a module on the path, "
                 f"e.g. a file {name.split('.')[0]}.py in the working directory "

@@ -18,10 +18,12 @@ were set for the differential game.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+from marl_tr.config import LAYERED_FIELDS
 from marl_tr.registry import Plugin, Registry, format_value
 from marl_tr.solvers import SOLVERS as SOLVER_CHECK
 from marl_tr.validation import check_choice, check_positive
@@ -62,7 +64,18 @@ class Preset(Plugin, ABC):
         accepted = inspect.signature(self.settings).parameters
         kwargs = {name: value for name, value in
                   (("action_kind", action_kind), ("profile", profile)) if name in accepted}
-        return self.settings(n_agents, **kwargs)
+        settings = self.settings(n_agents, **kwargs)
+        if not isinstance(settings, dict):
+            raise ValueError(f"preset {self.spec()!r}: settings() must return a dict of field "
+                             f"values, got {type(settings).__name__}")
+        unknown = sorted(set(settings) - set(LAYERED_FIELDS))
+        if unknown:
+            hints = [f" (did you mean {close[0]!r}?)" if close else "" for close in
+                     (difflib.get_close_matches(str(k), LAYERED_FIELDS, n=1) for k in unknown)]
+            named = ", ".join(f"{key!r}{hint}" for key, hint in zip(unknown, hints))
+            raise ValueError(f"preset {self.spec()!r} sets {named}, which a preset cannot set; "
+                             f"it sets {', '.join(LAYERED_FIELDS)}")
+        return settings
 
 
 PRESETS: Registry[Preset] = Registry("preset", Preset)

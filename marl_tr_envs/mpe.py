@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from typing import Any, ClassVar
 
@@ -252,6 +253,11 @@ class TaskFactory:
 
     def __call__(self, **kwargs: Any) -> MPEParallelEnv:
         return MPEParallelEnv(self.task, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """The task's ``raw_env`` keywords (so that callers can check the kwargs' types)."""
+        return inspect.signature(_import_task(self.task).raw_env)
 
     def __repr__(self) -> str:
         return f"TaskFactory({self.task!r})"

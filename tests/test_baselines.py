@@ -161,6 +161,8 @@ def test_is_baseline(spec, expected):
     ({"baseline": "sb3:ppo", "batch_size": 10, "num_envs": 3},
      r"batch_size \(10\) must be a multiple of num_envs \(3\)"),
     ({"baseline": "sb3:ppo", "env": "my_envs:parallel_env"}, "needs a Gymnasium id"),
+    ({"baseline": "sb3:ppo", "env": "simple_spread"},
+     "needs a Gymnasium id with a joint view .*MPE tasks have none"),
     ({"baseline": "hatrpo"}, "'hatrpo' is not a baseline"),
     ({"baseline": "sb3:ppo", "colour": 1}, r"unknown setting\(s\) \['colour'\]"),
 ])

@@ -99,6 +99,12 @@ BAD_CLI = [
     (["train", "--divergence", "nope"], "Unknown divergence 'nope'"),
     (["train", "--env", "math:sqrt"], "env 'math:sqrt' must name a factory of PettingZoo "
      "ParallelEnvs"),
+    (["train", "--env", "simple_spread", "--env-kwargs", "continuous_actions=no"],
+     "env_kwargs continuous_actions='no': env 'simple_spread' takes true or false for "
+     "continuous_actions"),
+    (["train", "--env", "simple_spread", "--env-kwargs", "local_ratio=2"],
+     "env 'simple_spread' with env_kwargs {'local_ratio': 2} could not be made: "
+     "AssertionError: local_ratio is a proportion"),
     (["train", "--import", "no_such_module_xyz"], "--import no_such_module_xyz: cannot import"),
     (["train", "--checkpoint-seconds", "-1"], "checkpoint_seconds must be >= 0"),
     (["sweep"], "the following arguments are required: --presets"),

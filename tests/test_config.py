@@ -42,6 +42,12 @@ BAD = [
     ({"divergence": "w1", "solver": "natural_gradient"}, ValueError,
      r"solver 'natural_gradient' needs a divergence that is smooth at identity .*H\^-1 g.*"
      r"use solver 'exact_radius' .* or 'primal_dual'"),
+    # a divergence option that has no meaning for the env's actions
+    ({"divergence": "w1:spacing=7", "solver": "exact_radius"}, ValueError,
+     r"W1's spacing sets the ground metric between discrete actions, but this run's actions "
+     r"are continuous"),
+    ({"divergence": "w1:cost=((0,1),(1,0))", "solver": "exact_radius"}, ValueError,
+     r"W1's cost sets the ground metric between discrete actions.*leave cost out"),
     # plain fields
     ({"batch_size": 30, "num_envs": 7}, ValueError,
      r"batch_size \(30\) must be a multiple of num_envs \(7\)"),
@@ -51,11 +57,24 @@ BAD = [
     ({"seed": -3}, ValueError, r"seed must be an integer >= 0"),
     ({"dtype": "float16"}, ValueError, r"dtype must be one of 'float32', 'float64'; got 'float16'"),
     ({"gamma": 1.5}, ValueError, r"gamma must be in \[0\.0, 1\.0\], got 1\.5"),
-    ({"max_log_factor": -1.0}, ValueError, r"max_log_factor must be > 0"),
+    ({"max_log_factor": -1.0}, ValueError, r"max_log_factor must be in \(0\.0, 3\.40\d*e\+38\], "
+     r"got -1\.0"),
+    ({"max_log_factor": 1e300}, ValueError, r"max_log_factor must be in \(0\.0, 3\.40\d*e\+38\]"),
+    ({"init_std": 1e300}, ValueError, r"init_std must be in \[1\.17\d*e-38, 1000000\.0\]"),
+    ({"min_std": 1e-300, "init_std": 1e-299}, ValueError,
+     r"init_std must be in \[1\.17\d*e-38, 1000000\.0\], got 1e-299"),
+    ({"min_std": 1e-300, "init_std": 0.5}, ValueError,
+     r"min_std must be in \[1\.17\d*e-38, 1000000\.0\], got 1e-300"),
+    ({"normalize_advantages": "no"}, ValueError,
+     r"normalize_advantages must be true, false or none, got 'no'"),
+    ({"progress": "no"}, ValueError, r"progress must be true, false or none, got 'no'"),
+    ({"tensorboard": "no"}, ValueError, r"tensorboard must be true or false, got 'no'"),
+    ({"share_parameters": None}, ValueError, r"share_parameters must be true or false, got None"),
     ({"agent_order": "sorted"}, ValueError, r"agent_order must be one of 'random', 'fixed'"),
     ({"critic_optimizer": "rmsprop"}, ValueError, r"critic_optimizer must be one of"),
     ({"critic_lr": 0.0}, ValueError, r"critic_lr must be > 0"),
-    ({"init_std": -1.0}, ValueError, r"init_std must be > 0"),
+    ({"init_std": -1.0}, ValueError,
+     r"init_std must be in \[1\.17\d*e-38, 1000000\.0\], got -1\.0"),
     ({"min_std": 0.6}, ValueError, r"init_std must be > min_std = 0\.6, got 0\.5"),
     ({"policy_hidden": (0,)}, ValueError, r"policy_hidden layer size must be an integer >= 1"),
     # policies that do not fit the action space
@@ -90,6 +109,9 @@ def test_unknown_config_key_lists_accepted_and_suggests():
         marl_tr.train(iteratons=3)
     with pytest.raises(ValueError, match=r"'zzz'\. Accepted"):
         TrainConfig.from_dict({"zzz": 1})
+    with pytest.raises(TypeError, match=r"a config must be a mapping of TrainConfig fields, got "
+                                        r"list \[1\]"):
+        TrainConfig.from_dict([1])
 
 
 def test_unknown_name_errors_are_key_and_value_errors():

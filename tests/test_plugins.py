@@ -140,6 +140,16 @@ def test_a_module_that_fails_on_import_is_one_line_naming_where(tmp_path, monkey
     assert not (tmp_path / "run").exists()
 
 
+def test_a_module_whose_dependency_is_missing_names_the_dependency(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(plugins.IMPORTS_VARIABLE, raising=False)
+    (tmp_path / "needs_missing_q.py").write_text("import no_such_dependency_q\n")
+    with pytest.raises(ValueError, match=r"^--import needs_missing_q: importing it failed: it "
+                       r"imports 'no_such_dependency_q', which cannot be imported"):
+        plugins.import_modules(["needs_missing_q"])
+
+
 def test_main_restores_the_path_and_the_record(tmp_path, monkeypatch):
     from marl_tr.cli import main
 
@@ -148,3 +158,28 @@ def test_main_restores_the_path_and_the_record(tmp_path, monkeypatch):
     before = list(sys.path)
     assert main(["list", "radius", "--import", "json"]) == 0
     assert sys.path == before and plugins.IMPORTS_VARIABLE not in os.environ
+
+
+_BAD_SETTINGS: list = [None]  # what the preset below returns, set by the test
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"divergnce": "js"}, r"preset 'bad_settings_q' sets 'divergnce' \(did you mean "
+                          r"'divergence'\?\), which a preset cannot set; it sets divergence, "),
+    ({"iterations": 3}, r"sets 'iterations', which a preset cannot set"),
+    ([("divergence", "js")], r"settings\(\) must return a dict of field values, got list"),
+])
+def test_a_preset_that_sets_what_presets_cannot_is_refused(settings, message):
+    """A misspelt or foreign key used to be dropped silently (the run got the defaults)."""
+    import marl_tr
+    from marl_tr.presets import PRESETS, Preset
+
+    if "bad_settings_q" not in PRESETS:
+        @PRESETS.register("bad_settings_q")
+        class BadSettings(Preset):
+            def settings(self, n_agents):
+                return _BAD_SETTINGS[0]
+
+    _BAD_SETTINGS[0] = settings
+    with pytest.raises(ValueError, match=message):
+        marl_tr.train(preset="bad_settings_q", iterations=1)

@@ -696,3 +696,24 @@ def test_natural_gradient_refuses_a_divergence_not_smooth_at_identity():
 def test_bad_solver_settings_are_refused(spec, message):
     with pytest.raises(ValueError, match=message):
         SOLVERS.build(spec)
+
+
+def test_a_solver_that_returns_no_step_result_is_a_training_error():
+    """A plug-in solver's step() must return a StepResult: anything else stops the run with
+    a TrainingError naming the solver (not an AttributeError from deep in the loop)."""
+    import marl_tr
+    from marl_tr.solvers.base import Solver
+    from marl_tr.training.loop import TrainingError
+
+    if "returns_none_q" not in SOLVERS:
+        @SOLVERS.register("returns_none_q")
+        class ReturnsNone(Solver):
+            autograd_free = True
+
+            def step(self, problem, agents):
+                return None
+
+    with pytest.raises(TrainingError, match=r"iteration 0: solver 'returns_none_q' returned "
+                                            r"NoneType from step\(\); a solver returns a "
+                                            r"StepResult"):
+        marl_tr.train(solver="returns_none_q", iterations=1)

@@ -181,10 +181,12 @@ class SB3Baseline(Baseline):
 
         import marl_tr_envs  # noqa: F401  (registers the suite's ids)
 
-        if ":" in config.env and config.env not in gym.registry:
+        if config.env not in gym.registry:
+            what = ("a PettingZoo factory has none" if ":" in config.env
+                    else "no Gymnasium id of that name is registered; MPE tasks have none")
             raise ValueError(
                 f"baseline {self.spec()!r} needs a Gymnasium id with a joint view (e.g. "
-                f"DiffGame-v0), got env {config.env!r} (a PettingZoo factory has none)")
+                f"DiffGame-v0), got env {config.env!r} ({what})")
 
         def make() -> Any:
             return gym.make(config.env, **config.env_kwargs)

@@ -20,6 +20,7 @@ that fit a kind of action space or a distribution type, for refusal messages.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -46,6 +47,8 @@ class Divergence(Plugin, ABC):
             any distribution of a supported kind. ``check_supported`` enforces it.
         has_ground_metric: ``ground_cost`` gives the cost between two actions that the
             divergence transports mass under (the ``c`` of the paper's eq. 2).
+        supremum: the largest value it can take (``inf`` if unbounded): a radius at or
+            above it never binds, and no step length reaches it.
     """
 
     supports_continuous: ClassVar[bool] = True
@@ -56,6 +59,7 @@ class Divergence(Plugin, ABC):
     closed_form: ClassVar[bool] = False
     supported_distributions: ClassVar[tuple[type[ActionDistribution], ...]] = ()
     has_ground_metric: ClassVar[bool] = False
+    supremum: ClassVar[float] = math.inf
 
     # -- value --------------------------------------------------------------------------
     def __call__(self, old: ActionDistribution, new: ActionDistribution) -> Tensor:
@@ -83,6 +87,11 @@ class Divergence(Plugin, ABC):
         """Raise ``ValueError`` for an unsupported distribution or mismatched shapes."""
         self.check_supported(old)
         old.check_compatible(new, what=f"distributions for {type(self).__name__}")
+
+    def check_options_fit(self, kind: str) -> None:
+        """Raise ``ValueError`` if an option given to this divergence has no meaning for a
+        run's ``kind`` of actions (``"continuous"`` or ``"discrete"``): checked once, when a
+        run is built, so that no option is silently ignored."""
 
     def check_supported(self, dist: ActionDistribution) -> None:
         """Raise ``ValueError`` unless this divergence can evaluate ``dist``'s kind and type.

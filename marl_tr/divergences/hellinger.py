@@ -37,6 +37,7 @@ class Hellinger(FisherCurvature):
     supports_continuous = True
     supports_discrete = True
     symmetric = True
+    supremum = 1.0
     fisher_scale = 0.25
     closed_form = True
     supported_distributions = (DiagGaussian, Categorical)

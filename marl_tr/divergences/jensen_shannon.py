@@ -92,6 +92,7 @@ class JensenShannon(FisherCurvature):
     supports_continuous = True
     supports_discrete = True
     symmetric = True
+    supremum = math.log(2.0)
     fisher_scale = 0.25
     supported_distributions = (DiagGaussian, Categorical)
 

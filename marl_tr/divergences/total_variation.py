@@ -44,6 +44,7 @@ class TotalVariation(Divergence):
     supports_discrete = True
     symmetric = True
     is_metric = True
+    supremum = 1.0
     supported_distributions = (DiagGaussian, Categorical)
 
     def __init__(self, n_nodes: int = 128, n_samples: int = 512, seed: int = 0) -> None:

@@ -488,6 +488,18 @@ class Wasserstein1(Divergence):
         return self._metric
 
     # -- checks and values ----------------------------------------------------------------
+    def check_options_fit(self, kind: str) -> None:
+        """``cost``, ``embedding`` and ``spacing`` set the metric between discrete actions:
+        a run on continuous actions refuses them (W1 there uses ``|a - a'|``)."""
+        given = [name for name, unset in (("cost", self.cost is None),
+                                          ("embedding", self.embedding is None),
+                                          ("spacing", self.spacing == 1.0)) if not unset]
+        if kind == "continuous" and given:
+            raise ValueError(
+                f"W1's {' and '.join(given)} set{'s' if len(given) == 1 else ''} the ground "
+                "metric between discrete actions, but this run's actions are continuous (W1 "
+                f"there uses |a - a'|, ground={self.ground!r}); leave {' and '.join(given)} out")
+
     def check_supported(self, dist: ActionDistribution) -> None:
         super().check_supported(dist)
         if isinstance(dist, Categorical):

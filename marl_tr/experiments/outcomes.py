@@ -179,14 +179,11 @@ def _categorical_summary(result: Any) -> dict[str, Any]:
     (NaN / empty otherwise)."""
     out: dict[str, Any] = {"final_probs": [], "optimal_joint_probability": math.nan,
                            "expected_reward": math.nan}
-    policies = result.policies
-    if not policies or not all(getattr(p, "action_kind", "") == "discrete"
-                               and getattr(p, "state_independent", False) for p in policies):
-        return out
-    import torch
+    from marl_tr.api import categorical_probs
 
-    with torch.no_grad():
-        probs = [torch.softmax(p.logits.detach()[0].double(), -1).numpy() for p in policies]
+    probs = categorical_probs(result.policies) if result.policies else None
+    if probs is None:
+        return out
     out["final_probs"] = [row.tolist() for row in probs]
     game = result.game
     if game is not None and hasattr(game, "optimal_joint_actions"):

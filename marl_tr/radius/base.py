@@ -36,6 +36,7 @@ from marl_tr.divergences.base import Divergence
 from marl_tr.registry import Plugin, Registry, split_spec
 
 __all__ = [
+    "RADIUS_QUANTITIES",
     "RADIUS_SCHEDULERS",
     "ArrayRadiusContext",
     "DivergenceOption",
@@ -46,6 +47,7 @@ __all__ = [
     "agent_array",
     "agent_count",
     "build_divergence",
+    "check_below_supremum",
     "check_divergence_option",
     "check_radii",
 ]
@@ -145,6 +147,18 @@ def check_divergence_option(value: Any, name: str = "divergence") -> str | Diver
         )
     split_spec(value)  # raises ValueError on bad key=value syntax
     return value.strip()
+
+
+def check_below_supremum(name: str, radius: float, divergence: Divergence) -> None:
+    """``ValueError`` where a radius option is at or above the largest value the trust
+    region's divergence can take (``Divergence.supremum``): such a radius never binds, and
+    no step length reaches it."""
+    if radius >= divergence.supremum:
+        kind = divergence.spec().split(":")[0]
+        raise ValueError(
+            f"{name}={radius!r} is at or above the largest value {kind!r} can take "
+            f"({divergence.supremum:.6g}): the trust region would never bind; give {name} < "
+            f"{divergence.supremum:.6g}")
 
 
 def build_divergence(spec: str | Divergence) -> Divergence:
@@ -285,6 +299,11 @@ class DivergenceOption:
         return state
 
 
+#: What a ``RadiusContext`` gives a scheduler (``RadiusScheduler.uses`` names some of them).
+RADIUS_QUANTITIES = frozenset({"drift", "natural_gradient_norms", "price_responses",
+                               "previous"})
+
+
 class RadiusScheduler(Plugin, ABC):
     """Returns ``delta_i > 0`` for every agent each iteration.
 
@@ -295,6 +314,13 @@ class RadiusScheduler(Plugin, ABC):
     """
 
     uses: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = sorted(set(cls.uses) - RADIUS_QUANTITIES)
+        if unknown:
+            raise TypeError(f"radius scheduler {cls.__name__}: uses names {unknown}, which no "
+                            f"RadiusContext gives; it gives {', '.join(sorted(RADIUS_QUANTITIES))}")
 
     @property
     def autograd_free(self) -> bool:

@@ -23,6 +23,7 @@ from marl_tr.radius.base import (
     RadiusScheduler,
     agent_array,
     agent_count,
+    check_below_supremum,
     check_divergence_option,
 )
 from marl_tr.validation import check_positive
@@ -97,7 +98,11 @@ class CAATR(DivergenceOption, RadiusScheduler):
         return True  # drift is a divergence value, no derivative
 
     def check_divergence(self, divergence: Divergence) -> None:
-        """Any trust-region divergence works; this resolves the drift measure early."""
+        """Any trust-region divergence works, with radii below its supremum; this resolves
+        the drift measure early."""
+        check_below_supremum("initial_delta", self.initial_delta, divergence)
+        if self.max_delta is not None:
+            check_below_supremum("max_delta", self.max_delta, divergence)
         self.resolved_divergence()
 
     def radii(self, ctx: RadiusContext) -> np.ndarray:

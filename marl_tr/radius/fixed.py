@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from marl_tr.radius.base import RADIUS_SCHEDULERS, RadiusContext, RadiusScheduler, agent_count
+from marl_tr.divergences.base import Divergence
+from marl_tr.radius.base import (
+    RADIUS_SCHEDULERS,
+    RadiusContext,
+    RadiusScheduler,
+    agent_count,
+    check_below_supremum,
+)
 from marl_tr.validation import check_positive
 
 __all__ = ["FixedRadius"]
@@ -31,6 +38,9 @@ class FixedRadius(RadiusScheduler):
     @property
     def autograd_free(self) -> bool:
         return True
+
+    def check_divergence(self, divergence: Divergence) -> None:
+        check_below_supremum("delta", self.delta, divergence)
 
     def radii(self, ctx: RadiusContext) -> np.ndarray:
         """``[n]`` float64, all equal to ``delta``."""

@@ -34,6 +34,7 @@ restarts the episodes under way from seeded resets (see ``Collector.restart``).
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from abc import ABC, abstractmethod
@@ -730,6 +731,7 @@ class _CheckedFactory:
         self.target, self.factory, self.env_kwargs = target, factory, dict(env_kwargs)
 
     def __call__(self) -> Any:
+        self._check_flags()
         try:
             env = self.factory(**self.env_kwargs)
         except TypeError as exc:
@@ -737,11 +739,32 @@ class _CheckedFactory:
                 f"env {self.target!r} must name a factory of PettingZoo ParallelEnvs that "
                 f"accepts env_kwargs {self.env_kwargs!r}; calling it raised TypeError: {exc}"
             ) from exc
+        except Exception as exc:  # the env's own check of its arguments, or a bug in it
+            message = str(exc).strip().splitlines()
+            raise ValueError(
+                f"env {self.target!r} with env_kwargs {self.env_kwargs!r} could not be made: "
+                f"{type(exc).__name__}{': ' + message[0] if message else ''}") from exc
         if not all(hasattr(env, name) for name in ("possible_agents", "reset", "step",
                                                    "action_space", "observation_space")):
             raise TypeError(f"env {self.target!r} must return a PettingZoo ParallelEnv, but it "
                             f"returned {type(env).__name__} {env!r:.60}")
+        if not env.possible_agents:
+            raise ValueError(f"env {self.target!r} with env_kwargs {self.env_kwargs!r} has no "
+                             "agents")
         return env
+
+    def _check_flags(self) -> None:
+        """Refuse a non-bool value for a keyword whose default is a bool (the string
+        ``'no'`` is true to Python: ``continuous_actions=no`` would mean yes)."""
+        try:
+            parameters = inspect.signature(self.factory).parameters
+        except (TypeError, ValueError):  # no signature to read
+            return
+        for name, value in self.env_kwargs.items():
+            default = parameters[name].default if name in parameters else None
+            if isinstance(default, bool) and not isinstance(value, bool):
+                raise ValueError(f"env_kwargs {name}={value!r}: env {self.target!r} takes true "
+                                 f"or false for {name}")
 
 
 #: How ``env_label`` marks a factory callable that cannot be imported back by name.

@@ -280,6 +280,11 @@ class SequentialTrustRegion:
     def _guard_non_finite(self, problem: AgentProblem, result: StepResult,
                           agents: np.ndarray) -> StepResult:
         """Undo, per replica, a step that left non-finite parameters (warning, no NaN)."""
+        if not isinstance(result, StepResult):
+            raise TrainingError(
+                f"iteration {self.iteration}: solver {self.solver.spec()!r} returned "
+                f"{type(result).__name__} from step(); a solver returns a StepResult (see "
+                "AgentProblem.finish and AgentProblem.no_step)")
         params = problem.policy.flat_parameters()
         if math.isfinite(float(params.sum())):  # finite only if every parameter is
             return result

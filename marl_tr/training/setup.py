@@ -351,6 +351,7 @@ def build_parts(config: TrainConfig, env: MultiAgentVecEnv | None = None,
                         f"{kind} actions: {', '.join(divergences_supporting(kind))}"
                         + _hint(divergence)
                     )
+                divergence.check_options_fit(kind)
                 # the divergence's own limits on this distribution (e.g. a ground cost
                 # matrix for another number of actions), checked at a zero observation
                 obs_dim = getattr(policy, "obs_dim", None)

@@ -133,7 +133,13 @@ class DiffGame(CooperativeGame):
 
         normaliser = (2.0 * math.pi) ** (self._n / 2.0)
         self._alpha_local = self._local_mass / normaliser
-        self._alpha_global = self._global_mass / (normaliser * math.prod(self._sigma))
+        volume = normaliser * math.prod(self._sigma)
+        self._alpha_global = self._global_mass / volume if volume > 0 else math.inf
+        if not math.isfinite(self._alpha_global):
+            raise ValueError(
+                f"sigma={self._sigma} is too narrow: the global peak's height "
+                f"alpha_g = M_g / ((2 pi)^(n/2) prod_i sigma_i) overflows float64; give wider "
+                "sigma")
         self._inverse_sigma = 1.0 / np.asarray(self._sigma, dtype=np.float64)
         self._peaks = {
             "local": float(self.team_reward(np.full(self._n, self._local_center))),

@@ -261,6 +261,9 @@ def test_normal_cdf_values():
         ({"sigma": (1.0, 0.0, 1.0)}, "sigma[1] must be a finite number > 0, got 0.0"),
         ({"sigma": (1.0, 2.0)}, "sigma must be a number or a sequence of n = 3 numbers"),
         ({"sigma": "1"}, "sigma must be a number or a sequence of 3 numbers"),
+        ({"sigma": 1e-120}, "sigma=(1e-120, 1e-120, 1e-120) is too narrow: the global peak's "
+         "height alpha_g = M_g / ((2 pi)^(n/2) prod_i sigma_i) overflows float64"),
+        ({"sigma": (1e-200, 1e-200, 1.0)}, "is too narrow"),
         ({"low": 7.0, "high": 7.0}, "low must be < high, got low=7.0, high=7.0"),
         ({"low": 8.0, "high": 1.0}, "low must be < high, got low=8.0, high=1.0"),
         ({"high": float("inf")}, "high must be a finite real number, got inf"),

@@ -111,3 +111,35 @@ def test_resolved_divergence_is_cached_but_not_pickled():
     assert "_resolved_divergence" not in pickle.loads(pickle.dumps(caatr)).__dict__
     caatr.divergence = "w2"  # a changed option is re-resolved
     assert caatr.resolved_divergence().registry_name == "w2"
+
+
+@pytest.mark.parametrize(("divergence", "radius", "message"), [
+    ("js", "fixed:delta=0.9", r"delta=0\.9 is at or above the largest value 'js' can take "
+                              r"\(0\.693147\): the trust region would never bind"),
+    ("tv", "caatr:initial_delta=1.5", r"initial_delta=1\.5 is at or above the largest value "
+                                      r"'tv' can take \(1\)"),
+    ("hellinger", "caatr:max_delta=1.0", r"max_delta=1\.0 is at or above the largest value "
+                                         r"'hellinger' can take \(1\)"),
+])
+def test_a_radius_a_bounded_divergence_cannot_reach_is_refused(divergence, radius, message):
+    """JS <= ln 2, TV <= 1, squared Hellinger <= 1: at or above, no step length reaches the
+    radius (before, a run went on without ever moving)."""
+    import marl_tr
+
+    with pytest.raises(ValueError, match=message):
+        marl_tr.train(divergence=divergence, solver="exact_radius", radius=radius,
+                      iterations=1)
+    marl_tr.train(divergence="js", solver="exact_radius", radius="fixed:delta=0.6",
+                  iterations=1)
+
+
+def test_a_scheduler_that_names_a_quantity_no_context_gives_is_refused():
+    from marl_tr.radius import RadiusScheduler
+
+    with pytest.raises(TypeError, match=r"radius scheduler Misspelt: uses names \['driftt'\], "
+                                        r"which no RadiusContext gives; it gives drift, "):
+        class Misspelt(RadiusScheduler):
+            uses = frozenset({"driftt"})
+
+            def radii(self, ctx):
+                return np.ones(1)

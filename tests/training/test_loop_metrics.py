@@ -61,3 +61,27 @@ def test_random_agent_order_is_a_fresh_permutation_each_iteration():
     assert all(sorted(order) == [0, 1, 2, 3] for order in orders)
     assert len(set(orders)) > 3
     assert np.isfinite(result.column("reward_mean")).all()
+
+
+def test_result_accessors_check_their_arguments():
+    result = marl_tr.train(env_kwargs={"n": 2}, iterations=2, seed=0)
+    with pytest.raises(ValueError, match=r"no metric 'divergence0' in this run \(\d+ metrics, "
+                       r"result\.metrics\[0\] lists them\); did you mean 'divergence_0'"):
+        result.column("divergence0")
+    with pytest.raises(ValueError, match=r"clip must be true or false, got 'no'"):
+        result.expected_reward(clip="no")
+    with pytest.raises(ValueError, match="state-independent categorical policies"):
+        result.final_probs()
+    assert marl_tr.train(env_kwargs={"n": 2}, iterations=0).column("reward_mean").size == 0
+
+
+def test_the_expected_reward_of_categorical_policies_on_a_matrix_game_is_exact():
+    """E[r] = sum_a payoff[a] prod_i p_i(a_i), summed here by hand from the final
+    probabilities."""
+    result = marl_tr.train(env="ClimbingGame-v0", preset="hatrpo", iterations=5, seed=0)
+    probs = result.final_probs()
+    assert [p.shape for p in probs] == [(3,), (3,)]
+    np.testing.assert_allclose([p.sum() for p in probs], 1.0, rtol=1e-12)
+    payoff = np.asarray(result.game.payoff, dtype=float)
+    by_hand = sum(payoff[a, b] * probs[0][a] * probs[1][b] for a in range(3) for b in range(3))
+    assert result.expected_reward() == pytest.approx(by_hand, rel=1e-12)

@@ -121,7 +121,7 @@ def test_a_state_independent_policy_on_a_multi_step_env_warns():
     ({"vectorization": "threads"}, r"vectorization must be one of 'sync', 'async'"),
     ({"vectorization": "async"}, r"vectorization='async' applies to PettingZoo envs"),
     ({"critic_minibatches": 0}, r"critic_minibatches must be an integer >= 1"),
-    ({"value_norm": "yes"}, r"value_norm must be true or false, got 'yes'"),
+    ({"value_norm": "yes"}, r"value_norm must be true, false or none, got 'yes'"),
     ({"eval_episodes": 0}, r"eval_episodes must be an integer >= 1"),
 ])
 def test_bad_profile_settings_are_refused_before_any_work(tmp_path, overrides, message):
